@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what pgha's build, tests and demo need on Debian 12, by package
+# name. Idempotent: packages already present are left alone, and apt is only
+# touched when something is missing.
+set -euo pipefail
+
+need=()
+have_bin() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
+
+have_bin initdb /usr/lib/postgresql/15/bin/initdb || need+=(postgresql-15)
+have_bin psql /usr/bin/psql || need+=(postgresql-client-15)
+have_bin pgbench /usr/bin/pgbench || need+=(postgresql-contrib)
+have_bin etcd /usr/bin/etcd || need+=(etcd-server)
+have_bin etcdctl /usr/bin/etcdctl || need+=(etcd-client)
+have_bin haproxy /usr/sbin/haproxy || need+=(haproxy)
+have_bin pgbouncer /usr/sbin/pgbouncer || need+=(pgbouncer)
+have_bin ip /usr/sbin/ip || need+=(iproute2)
+have_bin runuser /usr/sbin/runuser || need+=(util-linux)
+have_bin make /usr/bin/make || need+=(make)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The packaged services (postgresql, etcd, haproxy, pgbouncer) must not
+  # start on install: pgha and its tests run their own instances.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Postgres refuses to run as root; tests and the demo run it as this user.
+if ! id postgres >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+  else
+    echo "install-deps: OS user 'postgres' is missing; create it as root" >&2
+    exit 1
+  fi
+fi
+# Stop packaged services if a package started them anyway.
+for svc in etcd haproxy pgbouncer; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+echo "install-deps: ok"
