@@ -1,0 +1,35 @@
+# pgha: the two commands a newcomer needs are `make demo` and `make test`.
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(dir $(GO)):$(PATH)
+DEMO_DIR ?= $(shell mktemp -d -t pgha-demo.XXXXXX)
+
+.PHONY: all build deps test demo bench lint ci clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build:
+	$(GO) build -o bin/pgha ./cmd/pgha
+	$(GO) build -o bin/pghactl ./cmd/pghactl
+
+# Every test: unit, integration against real Postgres and etcd, e2e.
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+demo: deps build
+	./bin/pgha demo --dir $(DEMO_DIR)
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+ci: lint test
+
+clean:
+	rm -rf bin

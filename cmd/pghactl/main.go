@@ -1,0 +1,32 @@
+// Command pghactl is the operator's CLI for a pgha cluster: list,
+// switchover, failover, restart, reinit, pause, resume, config.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pghactl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	app := &cli.App{
+		Name:            "pghactl",
+		Usage:           "operate a pgha cluster",
+		HideHelpCommand: true,
+	}
+	return app.RunContext(ctx, args)
+}
