@@ -85,11 +85,10 @@ func Parse(data []byte, env []string) (Config, error) {
 		decodeNode(&p, "", root.Content[0], reflect.ValueOf(&c).Elem())
 	}
 	applyEnv(&p, &c, env)
-	if len(p.list) > 0 {
-		return c, p.err()
-	}
 	c.fillDerived()
-	return c, c.Validate()
+	// Validate even after decode problems so that one run names them all.
+	p.list = append(p.list, AsProblems(c.Validate())...)
+	return c, p.err()
 }
 
 var yamlLinePrefix = regexp.MustCompile(`^yaml: (unmarshal errors:\n\s*)?`)

@@ -92,8 +92,8 @@ func ParseSize(s string) (Size, error) {
 	s = strings.TrimSpace(s)
 	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
 	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
-	if num == "" {
-		return 0, fmt.Errorf("bad size %q (write e.g. 1048576 or 1MB)", s)
+	if num == "" || num[0] < '0' || num[0] > '9' {
+		return 0, fmt.Errorf("bad size %q (write a non-negative number of bytes, e.g. 1048576 or 1MB)", s)
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil {

@@ -157,11 +157,11 @@ func validateDynamic(p *problems, path string, d DynamicConfig) {
 	if d.RetryTimeout.D() < 100*time.Millisecond {
 		p.add(at("retry_timeout"), "%s is too short: use at least 100ms", d.RetryTimeout.D())
 	}
-	if d.TTL.D() < 2*time.Second {
-		p.add(at("ttl"), "%s is too short: etcd leases need at least 2s (default 10s)", d.TTL.D())
-	} else if need := d.LoopWait.D() + 2*d.RetryTimeout.D(); d.TTL.D() < need {
-		p.add(at("ttl"), "%s is too small for loop_wait %s and retry_timeout %s: need ttl >= loop_wait + 2*retry_timeout = %s, or the leader could lose its lease before it notices",
+	if need := d.LoopWait.D() + 2*d.RetryTimeout.D(); d.TTL.D() < need {
+		p.add(at("ttl"), "%s is too small for loop_wait %s and retry_timeout %s: need ttl >= loop_wait + 2*retry_timeout = %s (default 10s), or the leader could lose its lease before it notices",
 			d.TTL.D(), d.LoopWait.D(), d.RetryTimeout.D(), need)
+	} else if d.TTL.D() < 2*time.Second {
+		p.add(at("ttl"), "%s is too short: etcd leases need at least 2s (default 10s)", d.TTL.D())
 	}
 	if d.MaximumLagOnFailover < 0 {
 		p.add(at("maximum_lag_on_failover"), "must not be negative")

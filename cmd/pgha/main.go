@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,7 +16,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args)
+	err := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgha:", err)
@@ -23,10 +24,12 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	app := &cli.App{
-		Name:  "pgha",
-		Usage: "PostgreSQL high availability with a built-in connection pooler",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Name:      "pgha",
+		Usage:     "PostgreSQL high availability with a built-in connection pooler",
 		Commands: []*cli.Command{
 			runCommand(),
 			validateConfigCommand(),

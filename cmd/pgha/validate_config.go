@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,7 +24,7 @@ func validateConfigCommand() *cli.Command {
 				return nil
 			}
 			for _, p := range config.AsProblems(err) {
-				fmt.Fprintf(os.Stderr, "%s: %s\n", path, p)
+				fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", path, p)
 			}
 			return &exitError{code: 2, msg: fmt.Sprintf("%s: %d problem(s)", path, len(config.AsProblems(err)))}
 		},
