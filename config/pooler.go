@@ -1,7 +1,13 @@
 package config
 
+import (
+	"strings"
+	"time"
+)
+
 // Pooler configures the embedded PgBouncer-style pooler. Key names follow
-// PgBouncer's pgbouncer.ini so that people's settings carry over.
+// PgBouncer's pgbouncer.ini so that people's settings carry over; times are
+// durations ("30s", or a bare number of seconds as in pgbouncer.ini).
 type Pooler struct {
 	// Enabled starts the pooler with the daemon.
 	Enabled bool `yaml:"enabled" json:"enabled"`
@@ -9,21 +15,94 @@ type Pooler struct {
 	Listen string `yaml:"listen" json:"listen"`
 	// ReadOnlyListen load-balances over healthy replicas; empty disables it.
 	ReadOnlyListen string `yaml:"read_only_listen" json:"read_only_listen"`
+	// UnixSocketDir, when set, also listens on <dir>/.s.PGSQL.<port>.
+	UnixSocketDir string `yaml:"unix_socket_dir" json:"unix_socket_dir"`
+
 	// PoolMode is session, transaction or statement.
-	PoolMode        string `yaml:"pool_mode" json:"pool_mode"`
-	DefaultPoolSize int    `yaml:"default_pool_size" json:"default_pool_size"`
-	MaxClientConn   int    `yaml:"max_client_conn" json:"max_client_conn"`
+	PoolMode           string   `yaml:"pool_mode" json:"pool_mode"`
+	DefaultPoolSize    int      `yaml:"default_pool_size" json:"default_pool_size"`
+	MinPoolSize        int      `yaml:"min_pool_size" json:"min_pool_size"`
+	ReservePoolSize    int      `yaml:"reserve_pool_size" json:"reserve_pool_size"`
+	ReservePoolTimeout Duration `yaml:"reserve_pool_timeout" json:"reserve_pool_timeout"`
+	MaxClientConn      int      `yaml:"max_client_conn" json:"max_client_conn"`
+	// MaxDBConnections caps server connections per database over all
+	// users; 0 means no cap.
+	MaxDBConnections int `yaml:"max_db_connections" json:"max_db_connections"`
+
+	// QueryWaitTimeout bounds how long a client waits for a server
+	// connection (also across a primary change); 0 waits forever.
+	QueryWaitTimeout       Duration `yaml:"query_wait_timeout" json:"query_wait_timeout"`
+	ClientIdleTimeout      Duration `yaml:"client_idle_timeout" json:"client_idle_timeout"`
+	ServerIdleTimeout      Duration `yaml:"server_idle_timeout" json:"server_idle_timeout"`
+	ServerLifetime         Duration `yaml:"server_lifetime" json:"server_lifetime"`
+	IdleTransactionTimeout Duration `yaml:"idle_transaction_timeout" json:"idle_transaction_timeout"`
+	ServerConnectTimeout   Duration `yaml:"server_connect_timeout" json:"server_connect_timeout"`
+	ServerLoginRetry       Duration `yaml:"server_login_retry" json:"server_login_retry"`
+	// ServerResetQuery runs when a session-mode client leaves.
+	ServerResetQuery string `yaml:"server_reset_query" json:"server_reset_query"`
+	// ServerCheckDelay: an idle server connection older than this is
+	// checked with ServerCheckQuery before reuse (0 checks always).
+	ServerCheckDelay Duration `yaml:"server_check_delay" json:"server_check_delay"`
+	ServerCheckQuery string   `yaml:"server_check_query" json:"server_check_query"`
+
+	// MaxPreparedStatements bounds the protocol-level prepared statements
+	// kept per server connection in transaction mode; 0 disables the
+	// tracking (named statements then only work in session mode).
+	MaxPreparedStatements int `yaml:"max_prepared_statements" json:"max_prepared_statements"`
+	// MaxPacketSize is the largest message a client may send.
+	MaxPacketSize Size `yaml:"max_packet_size" json:"max_packet_size"`
+
+	// AuthType is scram-sha-256, md5, plain or trust.
+	AuthType string `yaml:"auth_type" json:"auth_type"`
+	// AuthFile is PgBouncer's userlist.txt: "user" "password" per line,
+	// where password is plain text, md5<hex> or a SCRAM-SHA-256 secret.
+	AuthFile string `yaml:"auth_file" json:"auth_file"`
+	// AuthQuery looks up users missing from AuthFile, run as AuthUser
+	// (whose password must be in AuthFile). $1 is the user name.
+	AuthQuery string `yaml:"auth_query" json:"auth_query"`
+	AuthUser  string `yaml:"auth_user" json:"auth_user"`
+	// HBA lists pg_hba-style rules "host DATABASE USER ADDRESS METHOD";
+	// empty allows every client with AuthType.
+	HBA []string `yaml:"hba" json:"hba"`
+
+	// AdminUsers may run every console command; StatsUsers only SHOW.
+	AdminUsers []string `yaml:"admin_users" json:"admin_users"`
+	StatsUsers []string `yaml:"stats_users" json:"stats_users"`
+
+	// ClientTLS enables TLS towards clients.
+	ClientTLS ClientTLS `yaml:"client_tls" json:"client_tls"`
+}
+
+// ClientTLS is the client-facing TLS setup (PgBouncer's client_tls_*).
+type ClientTLS struct {
+	// SSLMode is disable, allow, prefer or require.
+	SSLMode  string `yaml:"sslmode" json:"sslmode"`
+	CertFile string `yaml:"cert_file" json:"cert_file"`
+	KeyFile  string `yaml:"key_file" json:"key_file"`
 }
 
 // DefaultPooler returns PgBouncer's defaults where it has them.
 func DefaultPooler() Pooler {
 	return Pooler{
-		Enabled:         true,
-		Listen:          "127.0.0.1:6432",
-		ReadOnlyListen:  "",
-		PoolMode:        "transaction",
-		DefaultPoolSize: 20,
-		MaxClientConn:   100,
+		Enabled:               true,
+		Listen:                "127.0.0.1:6432",
+		ReadOnlyListen:        "",
+		PoolMode:              "transaction",
+		DefaultPoolSize:       20,
+		ReservePoolTimeout:    Duration(5 * time.Second),
+		MaxClientConn:         100,
+		QueryWaitTimeout:      Duration(120 * time.Second),
+		ServerIdleTimeout:     Duration(600 * time.Second),
+		ServerLifetime:        Duration(3600 * time.Second),
+		ServerConnectTimeout:  Duration(15 * time.Second),
+		ServerLoginRetry:      Duration(15 * time.Second),
+		ServerResetQuery:      "DISCARD ALL",
+		ServerCheckDelay:      Duration(30 * time.Second),
+		ServerCheckQuery:      "select 1",
+		MaxPreparedStatements: 200,
+		MaxPacketSize:         Size(2147483647),
+		AuthType:              "scram-sha-256",
+		ClientTLS:             ClientTLS{SSLMode: "disable"},
 	}
 }
 
@@ -43,7 +122,48 @@ func (c *Pooler) validate(p *problems, path string) {
 	if c.DefaultPoolSize < 1 {
 		p.add(path+".default_pool_size", "%d: use at least 1", c.DefaultPoolSize)
 	}
+	if c.MinPoolSize < 0 || c.MinPoolSize > c.DefaultPoolSize {
+		p.add(path+".min_pool_size", "%d: use 0 to default_pool_size (%d)", c.MinPoolSize, c.DefaultPoolSize)
+	}
+	if c.ReservePoolSize < 0 {
+		p.add(path+".reserve_pool_size", "%d: must not be negative", c.ReservePoolSize)
+	}
 	if c.MaxClientConn < 1 {
 		p.add(path+".max_client_conn", "%d: use at least 1", c.MaxClientConn)
+	}
+	if c.MaxDBConnections < 0 {
+		p.add(path+".max_db_connections", "%d: must not be negative (0 means no cap)", c.MaxDBConnections)
+	}
+	if c.MaxPreparedStatements < 0 {
+		p.add(path+".max_prepared_statements", "%d: must not be negative (0 disables tracking)", c.MaxPreparedStatements)
+	}
+	if c.MaxPacketSize < 1024 || c.MaxPacketSize > 2147483647 {
+		p.add(path+".max_packet_size", "%d: use 1kB to 2GB", int64(c.MaxPacketSize))
+	}
+	if c.ServerConnectTimeout == 0 {
+		p.add(path+".server_connect_timeout", "0: a server connection attempt must be bounded (e.g. 15s)")
+	}
+	switch c.AuthType {
+	case "scram-sha-256", "md5", "plain", "trust":
+	default:
+		p.add(path+".auth_type", "%q is not scram-sha-256, md5, plain or trust", c.AuthType)
+	}
+	if c.AuthQuery != "" && c.AuthUser == "" {
+		p.add(path+".auth_user", "missing: auth_query needs an auth_user whose password is in auth_file")
+	}
+	for i, r := range c.HBA {
+		f := strings.Fields(r)
+		if len(f) != 5 || (f[0] != "host" && f[0] != "local" && f[0] != "hostssl" && f[0] != "hostnossl") {
+			p.add(path+".hba", "rule %d %q: write \"host DATABASE USER ADDRESS METHOD\"", i, r)
+		}
+	}
+	switch c.ClientTLS.SSLMode {
+	case "", "disable":
+	case "allow", "prefer", "require":
+		if c.ClientTLS.CertFile == "" || c.ClientTLS.KeyFile == "" {
+			p.add(path+".client_tls", "sslmode %s needs cert_file and key_file", c.ClientTLS.SSLMode)
+		}
+	default:
+		p.add(path+".client_tls.sslmode", "%q is not disable, allow, prefer or require", c.ClientTLS.SSLMode)
 	}
 }
