@@ -1,0 +1,203 @@
+package leader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// LeaseState is what the loop knows about its member lease.
+type LeaseState struct {
+	// ID is the current lease, 0 before the first grant succeeded.
+	ID clientv3.LeaseID
+	// TTL is the lease's TTL as granted.
+	TTL time.Duration
+	// AckedSentAt is the send time of the last grant or keepalive etcd
+	// acknowledged. The server's expiry is at or after AckedSentAt+TTL.
+	AckedSentAt time.Time
+	// Generation counts grants; it changes when the lease was lost and a
+	// new one was granted (the leader key was lost with the old one).
+	Generation int
+}
+
+// Deadline is the instant before which a leader holding this lease is
+// sure the lease is still alive on the server, minus margin (DESIGN rule 1).
+func (s LeaseState) Deadline(margin time.Duration) time.Time {
+	if s.ID == 0 {
+		return time.Time{}
+	}
+	return s.AckedSentAt.Add(s.TTL - margin)
+}
+
+// Lease grants the member lease and keeps it alive every ttl/3 with
+// single keepalives, so it knows the send time of each acknowledged one.
+// When the lease is lost (expired on the server) it grants a new one.
+type Lease struct {
+	cli *clientv3.Client
+	log *slog.Logger
+
+	mu      sync.Mutex
+	state   LeaseState
+	wantTTL time.Duration
+	changed chan struct{}
+}
+
+// NewLease returns a Lease that will grant ttl-second leases once Run starts.
+func NewLease(cli *clientv3.Client, ttl time.Duration, log *slog.Logger) *Lease {
+	return &Lease{cli: cli, log: log, wantTTL: ttl, changed: make(chan struct{}, 1)}
+}
+
+// State returns the current lease state.
+func (l *Lease) State() LeaseState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state
+}
+
+// Changed is signalled when a lease is granted or lost.
+func (l *Lease) Changed() <-chan struct{} { return l.changed }
+
+// SetTTL asks for a different TTL. It takes effect at the next grant:
+// Regrant, or when the lease is lost.
+func (l *Lease) SetTTL(ttl time.Duration) {
+	l.mu.Lock()
+	l.wantTTL = ttl
+	l.mu.Unlock()
+}
+
+func (l *Lease) notify() {
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Run grants the lease and keeps it alive until ctx ends, granting a new
+// one whenever it is lost. It does not revoke on exit: call Revoke for a
+// clean handover; a killed daemon's lease simply expires.
+func (l *Lease) Run(ctx context.Context) error {
+	for {
+		if err := l.grant(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			l.log.Warn("etcd lease grant failed; retrying", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		l.keepAlive(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// Revoke revokes the current lease (clean shutdown: the member key and a
+// held leader key vanish at once, so others need not wait for the ttl).
+func (l *Lease) Revoke(ctx context.Context) error {
+	st := l.State()
+	if st.ID == 0 {
+		return nil
+	}
+	if _, err := l.cli.Revoke(ctx, st.ID); err != nil {
+		return fmt.Errorf("leader: revoke lease %x: %w", int64(st.ID), err)
+	}
+	l.mu.Lock()
+	if l.state.ID == st.ID {
+		l.state.ID = 0
+	}
+	l.mu.Unlock()
+	l.notify()
+	return nil
+}
+
+func (l *Lease) grant(ctx context.Context) error {
+	l.mu.Lock()
+	ttl := l.wantTTL
+	l.mu.Unlock()
+	secs := int64((ttl + time.Second - 1) / time.Second)
+	if secs < 2 {
+		secs = 2
+	}
+	gctx, cancel := context.WithTimeout(ctx, ttl/3)
+	defer cancel()
+	sent := time.Now()
+	resp, err := l.cli.Grant(gctx, secs)
+	if err != nil {
+		return fmt.Errorf("leader: grant %ds lease: %w", secs, err)
+	}
+	l.mu.Lock()
+	l.state = LeaseState{ID: resp.ID, TTL: time.Duration(resp.TTL) * time.Second, AckedSentAt: sent, Generation: l.state.Generation + 1}
+	l.mu.Unlock()
+	l.log.Debug("etcd lease granted", "lease", fmt.Sprintf("%x", int64(resp.ID)), "ttl", resp.TTL)
+	l.notify()
+	return nil
+}
+
+// keepAlive renews the current lease every ttl/3 (retrying sooner after a
+// failure) and returns when the lease is gone or ctx ends.
+func (l *Lease) keepAlive(ctx context.Context) {
+	st := l.State()
+	every := st.TTL / 3
+	retry := min(every, 500*time.Millisecond)
+	wait := every
+	for {
+		if !sleepCtx(ctx, wait) {
+			return
+		}
+		kctx, cancel := context.WithTimeout(ctx, every)
+		sent := time.Now()
+		resp, err := l.cli.KeepAliveOnce(kctx, st.ID)
+		cancel()
+		switch {
+		case err == nil && resp.TTL > 0:
+			l.mu.Lock()
+			if l.state.ID == st.ID {
+				l.state.AckedSentAt = sent
+			}
+			l.mu.Unlock()
+			wait = every
+		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
+			l.log.Warn("etcd lease expired; granting a new one", "lease", fmt.Sprintf("%x", int64(st.ID)))
+			l.mu.Lock()
+			if l.state.ID == st.ID {
+				l.state.ID = 0
+			}
+			l.mu.Unlock()
+			l.notify()
+			return
+		default:
+			if ctx.Err() != nil {
+				return
+			}
+			l.log.Warn("etcd lease keepalive failed", "err", err,
+				"acked_ago", time.Since(l.State().AckedSentAt).Round(time.Millisecond))
+			wait = retry
+		}
+		l.mu.Lock()
+		gone := l.state.ID != st.ID
+		l.mu.Unlock()
+		if gone {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,218 @@
+package leader
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/config"
+)
+
+// Store is one member's access to the cluster's keys: reads, member
+// publication, the leader race and leader-only writes fenced by a compare
+// on the leader key (value == this member and bound to its lease).
+type Store struct {
+	cli       *clientv3.Client
+	namespace string
+	scope     string
+	prefix    string
+	name      string
+	log       *slog.Logger
+}
+
+// NewStore returns the Store of member name in /<namespace>/<scope>/.
+func NewStore(cli *clientv3.Client, namespace, scope, name string, log *slog.Logger) *Store {
+	return &Store{cli: cli, namespace: namespace, scope: scope, prefix: Prefix(namespace, scope), name: name, log: log}
+}
+
+// Client returns the etcd client.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+func (s *Store) key(k string) string { return s.prefix + k }
+
+// Snapshot is a View plus what only the store needs: the lease the leader
+// key is bound to.
+type Snapshot struct {
+	cluster.View
+	LeaderLease clientv3.LeaseID
+}
+
+// Read returns the cluster's keys in one Get.
+func (s *Store) Read(ctx context.Context) (Snapshot, error) {
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("leader: read %s from etcd: %w", s.prefix, err)
+	}
+	v, l := parseView(s.scope, s.prefix, resp.Header.Revision, resp.Kvs)
+	return Snapshot{View: v, LeaderLease: l}, nil
+}
+
+// PublishMember writes members/<name> bound to the lease.
+func (s *Store) PublishMember(ctx context.Context, lease clientv3.LeaseID, m cluster.Member) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("leader: encode member %s: %w", s.name, err)
+	}
+	if _, err := s.cli.Put(ctx, s.key(keyMembers+s.name), string(b), clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("leader: publish member %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// AcquireLeader takes the leader key if nobody holds it (create_revision
+// == 0), bound to lease. It reports whether this member now holds it.
+func (s *Store) AcquireLeader(ctx context.Context, lease clientv3.LeaseID) (bool, error) {
+	k := s.key(keyLeader)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, s.name, clientv3.WithLease(lease))).Commit()
+	if err != nil {
+		return false, fmt.Errorf("leader: acquire leader key: %w", err)
+	}
+	return resp.Succeeded, nil
+}
+
+// AdoptLeader rebinds a leader key that already names this member (left by
+// a previous run of the daemon) to the current lease. rev is the key's
+// mod_revision as read; a changed key returns ErrConflict.
+func (s *Store) AdoptLeader(ctx context.Context, lease clientv3.LeaseID, rev int64) error {
+	k := s.key(keyLeader)
+	resp, err := s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.Value(k), "=", s.name),
+		clientv3.Compare(clientv3.ModRevision(k), "=", rev),
+	).Then(clientv3.OpPut(k, s.name, clientv3.WithLease(lease))).Commit()
+	if err != nil {
+		return fmt.Errorf("leader: adopt leader key: %w", err)
+	}
+	if !resp.Succeeded {
+		return ErrConflict
+	}
+	return nil
+}
+
+// ReleaseLeader deletes the leader key if this member holds it.
+func (s *Store) ReleaseLeader(ctx context.Context) error {
+	k := s.key(keyLeader)
+	if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", s.name)).
+		Then(clientv3.OpDelete(k)).Commit(); err != nil {
+		return fmt.Errorf("leader: release leader key: %w", err)
+	}
+	return nil
+}
+
+// fenced runs ops only while this member holds the leader key with lease.
+func (s *Store) fenced(ctx context.Context, lease clientv3.LeaseID, what string, ops ...clientv3.Op) error {
+	k := s.key(keyLeader)
+	resp, err := s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.Value(k), "=", s.name),
+		clientv3.Compare(clientv3.LeaseValue(k), "=", lease),
+	).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("leader: write %s: %w", what, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("leader: write %s: %w", what, ErrNotLeader)
+	}
+	return nil
+}
+
+// WriteStatus stores the leader's optime (fenced).
+func (s *Store) WriteStatus(ctx context.Context, lease clientv3.LeaseID, st cluster.Status) error {
+	b, _ := json.Marshal(st)
+	return s.fenced(ctx, lease, "status", clientv3.OpPut(s.key(keyStatus), string(b)))
+}
+
+// WriteHistory stores the timeline history (fenced).
+func (s *Store) WriteHistory(ctx context.Context, lease clientv3.LeaseID, h []cluster.HistoryEntry) error {
+	return s.fenced(ctx, lease, "history", clientv3.OpPut(s.key(keyHistory), string(encodeHistory(h))))
+}
+
+// FinishFailover deletes the failover key when it still has revision rev
+// (a newer request is left alone).
+func (s *Store) FinishFailover(ctx context.Context, lease clientv3.LeaseID, rev int64) error {
+	k := s.key(keyFailover)
+	if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
+		Then(clientv3.OpDelete(k)).Commit(); err != nil {
+		return fmt.Errorf("leader: clear failover key: %w", err)
+	}
+	return nil
+}
+
+// ClearFailover deletes the failover key whatever its revision (a new
+// leader clears the request it answered).
+func (s *Store) ClearFailover(ctx context.Context) error {
+	if _, err := s.cli.Delete(ctx, s.key(keyFailover)); err != nil {
+		return fmt.Errorf("leader: clear failover key: %w", err)
+	}
+	return nil
+}
+
+// ClaimInitialize races to bootstrap the cluster: it creates the
+// initialize key (empty, bound to lease so it vanishes if this member dies
+// mid-bootstrap) when absent, and reports whether this member won.
+func (s *Store) ClaimInitialize(ctx context.Context, lease clientv3.LeaseID) (bool, error) {
+	k := s.key(keyInitialize)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, "", clientv3.WithLease(lease))).Commit()
+	if err != nil {
+		return false, fmt.Errorf("leader: claim initialize key: %w", err)
+	}
+	return resp.Succeeded, nil
+}
+
+// CompleteInitialize stores the system identifier in the initialize key
+// (no lease: it outlives every member) once bootstrap succeeded.
+func (s *Store) CompleteInitialize(ctx context.Context, sysid string) error {
+	if _, err := s.cli.Put(ctx, s.key(keyInitialize), sysid); err != nil {
+		return fmt.Errorf("leader: store system identifier in initialize key: %w", err)
+	}
+	return nil
+}
+
+// CancelInitialize deletes the initialize key after a failed bootstrap.
+func (s *Store) CancelInitialize(ctx context.Context) error {
+	k := s.key(keyInitialize)
+	if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", "")).
+		Then(clientv3.OpDelete(k)).Commit(); err != nil {
+		return fmt.Errorf("leader: cancel initialize: %w", err)
+	}
+	return nil
+}
+
+// SeedConfig stores c as the dynamic config unless one exists already.
+// It reports whether it wrote.
+func (s *Store) SeedConfig(ctx context.Context, c config.DynamicConfig) (bool, error) {
+	err := CASConfig(ctx, s.cli, s.namespace, s.scope, c, 0)
+	if err == ErrConflict {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Watch signals notify (without blocking) on every change under the
+// cluster prefix until ctx ends, re-establishing the watch after errors.
+func (s *Store) Watch(ctx context.Context, notify chan<- struct{}) error {
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		ch := s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix())
+		for resp := range ch {
+			if resp.Err() != nil {
+				s.log.Debug("etcd watch error; re-watching", "err", resp.Err())
+				break
+			}
+			select {
+			case notify <- struct{}{}:
+			default:
+			}
+		}
+		cancel()
+		if !sleepCtx(ctx, 500*time.Millisecond) {
+			break
+		}
+	}
+	return nil
+}
