@@ -1,0 +1,115 @@
+package restapi
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+// postRestart is POST /restart: restart the local Postgres now. Body
+// filters as Patroni: role (primary|standby_leader|replica),
+// restart_pending (only when a restart is pending), timeout, and
+// postgres_version; schedule is refused (pgha does not schedule restarts).
+func (s *Server) postRestart(w http.ResponseWriter, r *http.Request) {
+	body, err := readJSON(w, r, true)
+	if err != nil {
+		writeText(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, _ := s.node.View()
+	for k, val := range body {
+		switch k {
+		case "schedule":
+			if v.Paused() {
+				writeText(w, http.StatusInternalServerError, "Can't schedule restart in the paused state")
+				return
+			}
+			writeText(w, http.StatusBadRequest, "pgha does not schedule restarts: restart now (omit schedule)")
+			return
+		case "role":
+			role, _ := val.(string)
+			if role == "master" {
+				role = string(cluster.RolePrimary)
+			}
+			switch cluster.Role(role) {
+			case cluster.RolePrimary, cluster.RoleStandbyLeader, cluster.RoleReplica:
+				body[k] = role
+			default:
+				writeText(w, http.StatusBadRequest, "PostgreSQL role should be either primary, standby_leader, or replica")
+				return
+			}
+		case "timeout":
+			if n, ok := val.(float64); !ok || n <= 0 {
+				if s, ok := val.(string); !ok || s == "" {
+					writeText(w, http.StatusBadRequest, "Timeout should be a positive number of seconds")
+					return
+				}
+			}
+		case "postgres_version":
+			if _, ok := val.(string); !ok {
+				writeText(w, http.StatusBadRequest, fmt.Sprintf("postgres_version %v is not a version string such as 15.4", val))
+				return
+			}
+		case "restart_pending":
+		default:
+			writeText(w, http.StatusBadRequest, "Unknown filter for the scheduled restart: "+k)
+			return
+		}
+	}
+	f := s.facts(r.Context())
+	if role, ok := body["role"].(string); ok && role != string(f.st.Role) {
+		writeText(w, http.StatusServiceUnavailable, "restart conditions are not satisfied")
+		return
+	}
+	if pending, _ := body["restart_pending"].(bool); pending && !f.st.PendingRestart && len(f.st.PendingRestartReason) == 0 {
+		writeText(w, http.StatusServiceUnavailable, "restart conditions are not satisfied")
+		return
+	}
+	if err := s.actions.Restart(r.Context()); err != nil {
+		s.log.Warn("restart failed", "err", err)
+		writeText(w, statusFor(err), "restart failed: "+err.Error())
+		return
+	}
+	s.log.Info("Postgres restarted on request")
+	writeText(w, http.StatusOK, "restarted successfully")
+}
+
+// postReload is POST /reload: re-read the configuration file.
+func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
+	if err := s.actions.Reload(r.Context()); err != nil {
+		writeText(w, statusFor(err), "reload failed: "+err.Error())
+		return
+	}
+	writeText(w, http.StatusAccepted, "reload scheduled")
+}
+
+// postReinitialize is POST /reinitialize {"force": bool}: re-clone this
+// replica from the leader; 503 with the reason when refused.
+func (s *Server) postReinitialize(w http.ResponseWriter, r *http.Request) {
+	body, err := readJSON(w, r, true)
+	if err != nil {
+		writeText(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	force := false
+	switch x := body["force"].(type) {
+	case nil:
+	case bool:
+		force = x
+	case string:
+		force = x == "true" || x == "on" || x == "yes" || x == "1"
+	default:
+		writeText(w, http.StatusBadRequest, `"force" must be true or false`)
+		return
+	}
+	if err := s.actions.Reinitialize(r.Context(), force); err != nil {
+		code := statusFor(err)
+		if code != http.StatusBadRequest {
+			code = http.StatusServiceUnavailable
+		}
+		writeText(w, code, err.Error())
+		return
+	}
+	writeText(w, http.StatusOK, "reinitialize started")
+}
