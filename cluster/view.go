@@ -105,6 +105,9 @@ type View struct {
 	// Initialize is the system identifier the cluster was bootstrapped
 	// with, "" before bootstrap.
 	Initialize string
+	// Bootstrapping: the initialize key exists without a system
+	// identifier yet (a member won the race and is running initdb).
+	Bootstrapping bool
 	Failover   *Failover
 	Sync       *Sync
 	History    []HistoryEntry

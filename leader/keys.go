@@ -79,6 +79,7 @@ func parseView(scope, prefix string, rev int64, kvs []*mvccpb.KeyValue) (cluster
 			v.Members = append(v.Members, m)
 		case k == keyInitialize:
 			v.Initialize = string(kv.Value)
+			v.Bootstrapping = v.Initialize == ""
 		case k == keyConfig:
 			c := config.DefaultDynamic()
 			if err := json.Unmarshal(kv.Value, &c); err == nil {

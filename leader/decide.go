@@ -1,0 +1,394 @@
+package leader
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/config"
+)
+
+// Kind is what the loop does next.
+type Kind string
+
+// Actions Decide can return.
+const (
+	// Nothing: the node is where it should be, or must wait.
+	Nothing Kind = "nothing"
+	// Bootstrap: race for the initialize key; the winner runs initdb (or
+	// uses the existing data dir), starts Postgres, takes the leader key.
+	Bootstrap Kind = "bootstrap"
+	// Clone: pg_basebackup from Target into the empty data dir.
+	Clone Kind = "clone"
+	// Reclone: wipe the data dir and clone from Target again.
+	Reclone Kind = "reclone"
+	// StartReplica: start Postgres as a standby of Target ("" = a standby
+	// with no upstream, read-only while the cluster has no leader).
+	StartReplica Kind = "start_replica"
+	// Follow: a running replica points primary_conninfo at Target.
+	Follow Kind = "follow"
+	// Rewind: a former primary is stopped, pg_rewind'ed against Target,
+	// and started as its replica.
+	Rewind Kind = "rewind"
+	// Demote: a running primary that must not be one becomes a standby of
+	// Target (stop fast, rewind if needed, start as replica).
+	Demote Kind = "demote"
+	// Acquire: take the free leader key, then promote.
+	Acquire Kind = "acquire"
+	// AdoptLeader: the leader key names this member but is bound to the
+	// lease of a previous run of the daemon; rebind it to the current one.
+	AdoptLeader Kind = "adopt_leader"
+	// Promote: this member holds the key; promote its running replica.
+	Promote Kind = "promote"
+	// Keep: the leader is healthy; publish status (the lease renews itself).
+	Keep Kind = "keep"
+	// Restart: the leader's Postgres is down; start it once.
+	Restart Kind = "restart"
+	// Release: the leader's Postgres did not come back; release the key.
+	Release Kind = "release"
+	// Fence: the lease can no longer be confirmed alive; stop taking
+	// writes at once (pause the pooler, stop Postgres immediately).
+	Fence Kind = "fence"
+	// Switchover: a requested switchover; stop Postgres cleanly and
+	// release the key for Target ("" = the healthiest replica).
+	Switchover Kind = "switchover"
+	// ClearFailover: delete a failover request that cannot be carried out.
+	ClearFailover Kind = "clear_failover"
+	// Handover: daemon shutdown of the leader; stop Postgres (fast, so
+	// replicas receive the shutdown checkpoint) and release the key.
+	Handover Kind = "handover"
+	// Shutdown: daemon shutdown of a non-leader; stop Postgres.
+	Shutdown Kind = "shutdown"
+)
+
+// Action is Decide's answer.
+type Action struct {
+	Kind Kind
+	// Target is the member to follow, clone from, or hand over to.
+	Target string
+	// Why is the reason, for the log line.
+	Why string
+}
+
+func act(k Kind, target, format string, args ...any) Action {
+	return Action{Kind: k, Target: target, Why: fmt.Sprintf(format, args...)}
+}
+
+// Local is the local Postgres as the loop last saw it.
+type Local struct {
+	// Initialized: the data dir holds a cluster (PG_VERSION).
+	Initialized bool
+	// Standby: standby.signal is present.
+	Standby bool
+	// Running: the postmaster runs and accepts connections.
+	Running bool
+	// InRecovery: pg_is_in_recovery() (only meaningful when Running).
+	InRecovery bool
+	Timeline   int64
+	SystemID   string
+	// Position is a primary's write LSN or a replica's max(receive, replay).
+	Position int64
+}
+
+// Peer is what is known of another member's position.
+type Peer struct {
+	Name     string
+	Position int64
+	// Running is false when its member key says it is not running.
+	Running    bool
+	InRecovery bool
+	Tags       config.Tags
+}
+
+// Facts are everything Decide looks at.
+type Facts struct {
+	Me   string
+	Tags config.Tags
+	// View is the last snapshot; ViewOK is false when etcd could not be
+	// read this round (View is then the last good one, or empty).
+	View   cluster.View
+	ViewOK bool
+	// LeaderLeaseMine: the leader key (if it names Me) is bound to the
+	// current lease.
+	LeaderLeaseMine bool
+	// Now and LeaseDeadline: the lease is surely alive on the server
+	// before LeaseDeadline (zero: no lease).
+	Now           time.Time
+	LeaseDeadline time.Time
+	Local         Local
+	// Following is the member the local replica was last pointed at.
+	Following string
+	// Peers are the other members' positions (REST API or member keys).
+	Peers []Peer
+	// CrashRestartTried: the leader's Postgres was restarted once since it
+	// was last seen healthy.
+	CrashRestartTried bool
+	// RewindFailed: the last pg_rewind failed; re-clone instead.
+	RewindFailed bool
+	// CleanStop: the local Postgres was stopped cleanly as part of a
+	// switchover or handover and can follow the new leader without rewind.
+	CleanStop bool
+	// ShuttingDown: the daemon is stopping.
+	ShuttingDown bool
+}
+
+// Decide returns the next action. It is a pure function of its facts.
+//
+// Failure modes and what it does about each:
+//   - Lease cannot be confirmed (etcd unreachable, keepalives unacknowledged)
+//     while the local Postgres is a writable primary: Fence once Now reaches
+//     LeaseDeadline (send time of the last acknowledged keepalive + ttl -
+//     margin), before the server can expire the lease; until then Keep.
+//   - etcd unreachable on a non-primary: Nothing (replicas keep streaming).
+//   - Daemon shutdown: the leader hands over (Handover); others Shutdown.
+//   - Pause mode: Nothing, except a named failover candidate may Acquire.
+//   - Cluster not initialized: Bootstrap (the initialize race decides who
+//     runs initdb); nofailover members and members that lost the race wait.
+//   - Data dir of another cluster (system identifier differs): Nothing,
+//     with a reason; the operator must reinit.
+//   - No data dir: Clone from the leader, or wait for one.
+//   - Leader key names Me but an old lease (daemon restarted, Postgres
+//     adopted): AdoptLeader.
+//   - Leader's Postgres down: Restart once; if it is still down, Release at
+//     once rather than wait for the lease to expire.
+//   - Leader holds the key with a replica running: Promote.
+//   - A switchover/failover request naming another member (or any healthy
+//     replica): Switchover when a candidate is eligible, else ClearFailover;
+//     a scheduled request in the future waits.
+//   - Another member leads and the local Postgres is a writable primary
+//     (split brain after a partition, or an adopted old primary): Demote.
+//   - Former primary stopped (no standby.signal, not a clean stop): Rewind,
+//     or Reclone when the rewind already failed.
+//   - Replica stopped: StartReplica; replica following the wrong member:
+//     Follow.
+//   - No leader: Acquire only when eligible: not nofailover (nor
+//     failover_priority 0), within maximum_lag_on_failover of the last
+//     leader optime, no eligible running peer ahead (ties: higher
+//     failover_priority, then smaller name), in synchronous mode only the
+//     sync standby, and not the member stepping down in a switchover; a
+//     named failover candidate takes it regardless of lag. A stopped node
+//     starts as a read-only standby first so its position is known.
+func Decide(f Facts) Action {
+	v := f.View
+	local := f.Local
+	writable := local.Running && !local.InRecovery
+	holdsKey := f.ViewOK && v.Leader == f.Me
+
+	// Rule 1 comes first: a writable primary whose lease may be gone stops.
+	if writable && (f.LeaseDeadline.IsZero() || !f.Now.Before(f.LeaseDeadline)) {
+		return act(Fence, "", "cannot confirm the leader lease is alive (last acknowledged keepalive too old); stopping writes before it can expire")
+	}
+	if f.ShuttingDown {
+		if holdsKey || writable {
+			return act(Handover, "", "daemon stopping: stop postgres cleanly and release the leader key")
+		}
+		return act(Shutdown, "", "daemon stopping")
+	}
+	if !f.ViewOK {
+		if writable {
+			return act(Keep, "", "etcd unreachable; lease still valid until %s", f.LeaseDeadline.Format(time.RFC3339Nano))
+		}
+		return act(Nothing, "", "etcd unreachable")
+	}
+
+	fo := v.Failover
+	if fo != nil && fo.ScheduledAt != nil && f.Now.Before(*fo.ScheduledAt) {
+		fo = nil // not due yet
+	}
+
+	if v.Paused() {
+		if v.Leader == "" && fo != nil && fo.Member == f.Me && local.Running {
+			return act(Acquire, "", "paused, but named failover candidate")
+		}
+		return act(Nothing, "", "cluster paused (maintenance mode)")
+	}
+
+	// Not bootstrapped yet.
+	if v.Initialize == "" && v.Leader == "" {
+		if f.Tags.NoFailover {
+			return act(Nothing, "", "waiting for another member to bootstrap (nofailover)")
+		}
+		if v.Bootstrapping {
+			return act(Nothing, "", "another member is bootstrapping")
+		}
+		return act(Bootstrap, "", "cluster not initialized")
+	}
+	if local.Initialized && v.Initialize != "" && local.SystemID != "" && local.SystemID != v.Initialize {
+		return act(Nothing, "", "data dir belongs to another cluster (system identifier %s, cluster has %s): reinitialize this member", local.SystemID, v.Initialize)
+	}
+
+	if holdsKey {
+		return decideLeader(f, fo)
+	}
+	if v.Leader != "" {
+		return decideFollower(f)
+	}
+	return decideNoLeader(f, fo)
+}
+
+func decideLeader(f Facts, fo *cluster.Failover) Action {
+	local := f.Local
+	if !f.LeaderLeaseMine {
+		return act(AdoptLeader, "", "leader key names this member but is bound to an old lease (daemon restarted)")
+	}
+	if !local.Initialized {
+		return act(Release, "", "leader without a data directory")
+	}
+	if !local.Running {
+		if !f.CrashRestartTried {
+			return act(Restart, "", "postgres is down on the leader; restarting it once")
+		}
+		return act(Release, "", "postgres did not come back after one restart; releasing the leader key at once")
+	}
+	if local.InRecovery {
+		return act(Promote, "", "holding the leader key with a replica running")
+	}
+	if fo != nil && fo.Member != f.Me && (fo.Leader == "" || fo.Leader == f.Me) {
+		cand, why := switchoverCandidate(f, fo.Member)
+		if cand == "" {
+			return act(ClearFailover, "", "switchover request refused: %s", why)
+		}
+		return act(Switchover, fo.Member, "switchover requested (candidate %s)", cand)
+	}
+	if fo != nil && (fo.Member == f.Me || (fo.Leader != "" && fo.Leader != f.Me)) {
+		return act(ClearFailover, "", "failover request is moot: %s already leads", f.Me)
+	}
+	return act(Keep, "", "leader, postgres healthy")
+}
+
+// switchoverCandidate returns who could take over: the named member if it
+// is running and eligible, else the best eligible running replica.
+func switchoverCandidate(f Facts, named string) (string, string) {
+	peers := eligiblePeers(f)
+	if named != "" {
+		for _, p := range peers {
+			if p.Name == named {
+				return named, ""
+			}
+		}
+		return "", fmt.Sprintf("candidate %s is not a running replica eligible for promotion", named)
+	}
+	if len(peers) == 0 {
+		return "", "no running replica is eligible for promotion"
+	}
+	sort.Slice(peers, func(i, j int) bool { return better(peers[i], peers[j]) })
+	return peers[0].Name, ""
+}
+
+func eligiblePeers(f Facts) []Peer {
+	var out []Peer
+	for _, p := range f.Peers {
+		if p.Name == f.Me || !p.Running || !p.InRecovery || !canPromote(p.Tags) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func canPromote(t config.Tags) bool {
+	return !t.NoFailover && (t.FailoverPriority == nil || *t.FailoverPriority > 0)
+}
+
+func priority(t config.Tags) int {
+	if t.FailoverPriority == nil {
+		return 1
+	}
+	return *t.FailoverPriority
+}
+
+// better orders candidates: position, then failover_priority, then name.
+func better(a, b Peer) bool {
+	if a.Position != b.Position {
+		return a.Position > b.Position
+	}
+	if priority(a.Tags) != priority(b.Tags) {
+		return priority(a.Tags) > priority(b.Tags)
+	}
+	return a.Name < b.Name
+}
+
+func decideFollower(f Facts) Action {
+	v, local, lead := f.View, f.Local, f.View.Leader
+	lm, ok := v.LeaderMember()
+	if !ok || lm.ConnURL == "" {
+		if local.Running && !local.InRecovery {
+			return act(Demote, "", "%s holds the leader key; this node must not be a primary", lead)
+		}
+		return act(Nothing, "", "leader %s has not published its address yet", lead)
+	}
+	if !local.Initialized {
+		if lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning {
+			return act(Nothing, "", "waiting for leader %s to run before cloning", lead)
+		}
+		return act(Clone, lead, "no data directory; cloning from leader %s", lead)
+	}
+	if local.Running && !local.InRecovery {
+		return act(Demote, lead, "%s holds the leader key; demoting this primary to follow it", lead)
+	}
+	if !local.Running {
+		if !local.Standby && !f.CleanStop {
+			if f.RewindFailed {
+				return act(Reclone, lead, "pg_rewind against %s failed; re-cloning", lead)
+			}
+			return act(Rewind, lead, "former primary rejoins %s", lead)
+		}
+		return act(StartReplica, lead, "starting as a replica of %s", lead)
+	}
+	if f.Following != lead {
+		return act(Follow, lead, "leader is now %s", lead)
+	}
+	return act(Nothing, "", "replica following %s", lead)
+}
+
+func decideNoLeader(f Facts, fo *cluster.Failover) Action {
+	v, local := f.View, f.Local
+	if !local.Initialized {
+		return act(Nothing, "", "no leader to clone from")
+	}
+	if fo != nil && fo.Leader == f.Me {
+		if local.Running && !local.InRecovery {
+			return act(Demote, "", "stepping down in a switchover")
+		}
+		return act(Nothing, "", "stepped down in a switchover; waiting for the new leader")
+	}
+	if fo != nil && fo.Member == f.Me && local.Running {
+		return act(Acquire, "", "named failover candidate")
+	}
+	if !canPromote(f.Tags) {
+		if local.Running && !local.InRecovery {
+			return act(Demote, "", "no leader and this member may not lead (nofailover)")
+		}
+		return act(Nothing, "", "no leader; this member never takes the leader key (nofailover)")
+	}
+	if !local.Running {
+		return act(StartReplica, "", "no leader; starting read-only to learn this node's position")
+	}
+	if fo != nil && fo.Member != "" {
+		for _, p := range f.Peers {
+			if p.Name == fo.Member && p.Running {
+				return act(Nothing, "", "waiting for failover candidate %s", fo.Member)
+			}
+		}
+	}
+	if v.Config.SynchronousMode && v.Sync != nil && v.Sync.SyncStandby != "" && v.Sync.SyncStandby != f.Me && v.Sync.Leader != f.Me {
+		return act(Nothing, "", "synchronous mode: only %s may take the leader key", v.Sync.SyncStandby)
+	}
+	if lag := v.Status.Optime - local.Position; v.Status.Optime > 0 && lag > int64(v.Config.MaximumLagOnFailover) {
+		return act(Nothing, "", "too far behind to lead: %d bytes behind the last leader optime (maximum_lag_on_failover %d)", lag, int64(v.Config.MaximumLagOnFailover))
+	}
+	me := Peer{Name: f.Me, Position: local.Position, Running: true, InRecovery: local.InRecovery, Tags: f.Tags}
+	for _, p := range f.Peers {
+		if p.Name == f.Me || !p.Running || !canPromote(p.Tags) {
+			continue
+		}
+		if !p.InRecovery {
+			return act(Nothing, "", "%s is running as a primary; not competing", p.Name)
+		}
+		if better(p, me) {
+			return act(Nothing, "", "%s is a better candidate (position %d vs ours %d)", p.Name, p.Position, local.Position)
+		}
+	}
+	return act(Acquire, "", "leader key free and this is the healthiest eligible member")
+}
