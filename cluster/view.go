@@ -108,10 +108,10 @@ type View struct {
 	// Bootstrapping: the initialize key exists without a system
 	// identifier yet (a member won the race and is running initdb).
 	Bootstrapping bool
-	Failover   *Failover
-	Sync       *Sync
-	History    []HistoryEntry
-	Status     Status
+	Failover      *Failover
+	Sync          *Sync
+	History       []HistoryEntry
+	Status        Status
 	// ReadAt is when the snapshot was taken.
 	ReadAt time.Time
 }
