@@ -1,0 +1,275 @@
+package replication
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+const (
+	pghaConf      = "postgresql.pgha.conf"
+	includeLine   = "include_if_exists = '" + pghaConf + "'\t# added by pgha"
+	standbySignal = "standby.signal"
+)
+
+// parameters returns every server parameter pgha sets; follow, when
+// non-nil, adds primary_conninfo (and primary_slot_name).
+func (in *Instance) parameters(follow *Primary) map[string]string {
+	p := map[string]string{
+		"wal_level":               "replica",
+		"hot_standby":             "on",
+		"wal_log_hints":           "on",
+		"max_wal_senders":         "10",
+		"max_replication_slots":   "10",
+		"wal_keep_size":           "128MB",
+		"password_encryption":     "scram-sha-256",
+		"hot_standby_feedback":    "on",
+		"unix_socket_directories": in.RunDir(),
+	}
+	for k, v := range in.cfg.Parameters {
+		p[k] = paramString(v)
+	}
+	// listen decides these; a parameter cannot contradict it.
+	p["listen_addresses"] = in.listen
+	p["port"] = strconv.Itoa(in.port)
+	if follow != nil {
+		p["primary_conninfo"] = in.conninfo(*follow)
+		if follow.Slot != "" {
+			p["primary_slot_name"] = follow.Slot
+		}
+	}
+	return p
+}
+
+func paramString(v any) string {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return "on"
+		}
+		return "off"
+	case string:
+		return x
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+// conninfo is the libpq connection string a replica uses to stream from
+// primary as the replication role. The password is included: the file
+// is readable by os_user only.
+func (in *Instance) conninfo(p Primary) string {
+	r := in.cfg.Authentication.Replication
+	kv := []string{
+		"host=" + quoteConn(p.Host),
+		"port=" + strconv.Itoa(p.Port),
+		"user=" + quoteConn(r.Username),
+	}
+	if r.Password != "" {
+		kv = append(kv, "password="+quoteConn(r.Password))
+	}
+	kv = append(kv, "application_name="+quoteConn(in.applicationName()), "connect_timeout=5",
+		"sslmode=prefer", "keepalives=1", "keepalives_idle=5", "keepalives_interval=2", "keepalives_count=3")
+	return strings.Join(kv, " ")
+}
+
+// applicationName is how this node appears in pg_stat_replication on its
+// primary: the data directory's base name unless parameters set
+// cluster_name.
+func (in *Instance) applicationName() string {
+	if v, ok := in.cfg.Parameters["cluster_name"]; ok && paramString(v) != "" {
+		return paramString(v)
+	}
+	return filepath.Base(in.cfg.DataDir)
+}
+
+func quoteConn(s string) string {
+	if s != "" && !strings.ContainsAny(s, " '\\") {
+		return s
+	}
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+func quoteParam(v string) string {
+	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+}
+
+// writeConfig writes postgresql.pgha.conf in dir, makes postgresql.conf
+// include it, strips primary_conninfo/primary_slot_name from
+// postgresql.auto.conf (it would override ours) and writes pg_hba.conf.
+func (in *Instance) writeConfig(dir string, follow *Primary) error {
+	params := in.parameters(follow)
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	b.WriteString("# Written by pgha: edits are overwritten. Set postgresql.parameters instead.\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", k, quoteParam(params[k]))
+	}
+	if err := in.writeFile(filepath.Join(dir, pghaConf), b.Bytes(), 0o600); err != nil {
+		return err
+	}
+	if err := in.ensureInclude(dir); err != nil {
+		return err
+	}
+	if err := in.stripAutoConf(dir); err != nil {
+		return err
+	}
+	return in.writeHBA(dir)
+}
+
+func (in *Instance) ensureInclude(dir string) error {
+	path := filepath.Join(dir, "postgresql.conf")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("replication: read %s: %w", path, err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "include_if_exists = '"+pghaConf+"'") {
+			return nil
+		}
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		b = append(b, '\n')
+	}
+	b = append(b, includeLine+"\n"...)
+	return in.writeFile(path, b, 0o600)
+}
+
+func (in *Instance) stripAutoConf(dir string) error {
+	path := filepath.Join(dir, "postgresql.auto.conf")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("replication: read %s: %w", path, err)
+	}
+	var out []string
+	changed := false
+	for _, l := range strings.Split(string(b), "\n") {
+		k := strings.TrimSpace(strings.SplitN(l, "=", 2)[0])
+		if k == "primary_conninfo" || k == "primary_slot_name" {
+			changed = true
+			continue
+		}
+		out = append(out, l)
+	}
+	if !changed {
+		return nil
+	}
+	return in.writeFile(path, []byte(strings.Join(out, "\n")), 0o600)
+}
+
+// writeHBA writes pg_hba.conf: peer for os_user on the socket, scram on
+// loopback for the roles pgha uses, then postgresql.pg_hba verbatim.
+func (in *Instance) writeHBA(dir string) error {
+	a := in.cfg.Authentication
+	var b strings.Builder
+	b.WriteString("# Written by pgha: edits are overwritten. Set postgresql.pg_hba instead.\n")
+	fmt.Fprintf(&b, "local all %s peer\n", hbaName(in.user.name))
+	for _, n := range []string{"127.0.0.1/32", "::1/128"} {
+		fmt.Fprintf(&b, "host all %s %s scram-sha-256\n", hbaName(a.Superuser.Username), n)
+		if a.Replication.Username != "" {
+			fmt.Fprintf(&b, "host replication %s %s scram-sha-256\n", hbaName(a.Replication.Username), n)
+		}
+		if a.Rewind.Username != "" {
+			fmt.Fprintf(&b, "host all %s %s scram-sha-256\n", hbaName(a.Rewind.Username), n)
+		}
+	}
+	for _, l := range in.cfg.PgHBA {
+		b.WriteString(l + "\n")
+	}
+	return in.writeFile(filepath.Join(dir, "pg_hba.conf"), []byte(b.String()), 0o600)
+}
+
+func hbaName(s string) string {
+	if strings.ContainsAny(s, " ,\"#") || s == "all" {
+		return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	}
+	return s
+}
+
+// setStandby creates or removes standby.signal in dir.
+func (in *Instance) setStandby(dir string, on bool) error {
+	path := filepath.Join(dir, standbySignal)
+	if !on {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("replication: remove %s: %w", path, err)
+		}
+		return nil
+	}
+	return in.writeFile(path, nil, 0o600)
+}
+
+// IsStandby reports whether standby.signal is present: the server starts
+// (or runs) as a replica.
+func (in *Instance) IsStandby() bool {
+	_, err := os.Stat(filepath.Join(in.cfg.DataDir, standbySignal))
+	return err == nil
+}
+
+// initdbArgs turns Patroni-style options into initdb flags. Options pgha
+// controls itself are refused.
+func initdbArgs(opts []any) ([]string, error) {
+	var args []string
+	reserved := map[string]bool{"pgdata": true, "D": true, "username": true, "U": true, "pwfile": true,
+		"pwprompt": true, "W": true, "auth": true, "A": true, "auth-host": true, "auth-local": true, "data-checksums": true, "k": true}
+	add := func(k, v string, flag bool) error {
+		k = strings.TrimLeft(k, "-")
+		if reserved[k] {
+			if k == "data-checksums" || k == "k" {
+				return nil // always on
+			}
+			return fmt.Errorf("replication: bootstrap.initdb option %q is set by pgha itself: remove it", k)
+		}
+		if flag {
+			args = append(args, "--"+k)
+		} else {
+			args = append(args, "--"+k+"="+v)
+		}
+		return nil
+	}
+	for i, o := range opts {
+		switch x := o.(type) {
+		case string:
+			if err := add(x, "", true); err != nil {
+				return nil, err
+			}
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				if err := add(k, paramString(x[k]), false); err != nil {
+					return nil, err
+				}
+			}
+		case map[string]string:
+			m := make(map[string]any, len(x))
+			for k, v := range x {
+				m[k] = v
+			}
+			a, err := initdbArgs([]any{m})
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, a...)
+		default:
+			return nil, fmt.Errorf("replication: bootstrap.initdb[%d] is a %T: write a flag name (data-checksums) or a one-key mapping (encoding: UTF8)", i, o)
+		}
+	}
+	return args, nil
+}

@@ -1,0 +1,31 @@
+// Package replication controls one local PostgreSQL server: initdb,
+// start and stop, promote and demote, cloning a replica with
+// pg_basebackup, pg_rewind, following a new primary, replication slots and
+// status.
+//
+// It knows exactly one Postgres (an Instance built from
+// config.PostgreSQL) and nothing about the cluster: it never imports
+// leader/, pooler/, restapi/ or an etcd client. Callers that decide what a
+// node should be (leader/) drive it through a small interface they declare.
+//
+// Every method takes a context and is bounded by it and by
+// postgresql.pg_ctl_timeout. Postgres refuses to run as root, so every
+// external program (initdb, pg_ctl, pg_basebackup, pg_rewind,
+// pg_controldata, postgres --single) runs as postgresql.os_user through
+// Command, in its own process group that is killed when the context ends.
+// Errors are prefixed "replication:" and carry the program's stderr.
+//
+// Files the package manages inside the data directory:
+//
+//   - postgresql.pgha.conf: every parameter pgha sets (listen address,
+//     port, WAL settings, postgresql.parameters, primary_conninfo), included
+//     from the end of postgresql.conf and rewritten after every clone and
+//     rewind (pg_basebackup and pg_rewind copy the source's files).
+//   - pg_hba.conf: loopback scram rules for the superuser, replication and
+//     rewind roles, then postgresql.pg_hba.
+//   - standby.signal: present while the server should run as a replica.
+//
+// Beside the data directory, <data_dir>.pgha/ holds the server log
+// (postgresql.log) and the Unix socket, so neither is copied by
+// pg_basebackup or overwritten by pg_rewind.
+package replication

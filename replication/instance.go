@@ -1,0 +1,318 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgha/pgha/config"
+)
+
+// Sentinel errors callers branch on (test with errors.Is).
+var (
+	// ErrNotInitialized: the data directory holds no cluster (no PG_VERSION).
+	ErrNotInitialized = errors.New("replication: data directory is not initialized")
+	// ErrAlreadyInitialized: Init or CloneFrom found a cluster already there.
+	ErrAlreadyInitialized = errors.New("replication: data directory already holds a cluster")
+	// ErrNotRunning: the operation needs a running server.
+	ErrNotRunning = errors.New("replication: postgres is not running")
+	// ErrPortInUse: another process listens on the configured port.
+	ErrPortInUse = errors.New("replication: port already in use")
+	// ErrWrongOwner: the data directory belongs to another OS user.
+	ErrWrongOwner = errors.New("replication: data directory owned by another user")
+)
+
+// Primary names the server a replica streams from, clones from or
+// rewinds against. Credentials come from the Instance's configuration.
+type Primary struct {
+	Host string
+	Port int
+	// Slot, when set, is the physical replication slot on the primary that
+	// this replica streams through (primary_slot_name).
+	Slot string
+}
+
+// Addr returns host:port.
+func (p Primary) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
+
+// StopMode is pg_ctl's shutdown mode.
+type StopMode string
+
+// Shutdown modes, as pg_ctl names them.
+const (
+	StopSmart     StopMode = "smart"
+	StopFast      StopMode = "fast"
+	StopImmediate StopMode = "immediate"
+)
+
+// Instance controls one local Postgres. It is safe for use by one
+// goroutine at a time (the leader loop); Status may run concurrently.
+type Instance struct {
+	cfg     config.PostgreSQL
+	initdb  []any
+	log     *slog.Logger
+	user    osUser
+	host    string // address pgha connects to (loopback when listening on a wildcard)
+	port    int
+	listen  string // listen_addresses value
+	timeout time.Duration
+}
+
+// New checks the environment (Postgres programs in bin_dir, os_user exists
+// and can be switched to, listen is host:port, a superuser password is
+// set) and returns an Instance. initdb lists Patroni-style initdb options
+// from bootstrap.initdb ("data-checksums", {"encoding": "UTF8"}); log
+// receives progress and state changes (nil discards).
+func New(cfg config.PostgreSQL, initdb []any, log *slog.Logger) (*Instance, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BinDir == "" {
+		cfg.BinDir = config.DefaultBinDir
+	}
+	if err := config.CheckBinDir(cfg.BinDir); err != nil {
+		return nil, fmt.Errorf("replication: postgresql.bin_dir: %w", err)
+	}
+	if cfg.DataDir == "" || !filepath.IsAbs(cfg.DataDir) {
+		return nil, fmt.Errorf("replication: postgresql.data_dir %q must be an absolute path", cfg.DataDir)
+	}
+	cfg.DataDir = filepath.Clean(cfg.DataDir)
+	if cfg.OSUser == "" {
+		cfg.OSUser = "postgres"
+	}
+	u, err := lookupOSUser(cfg.OSUser)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCanRunAs(u); err != nil {
+		return nil, err
+	}
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("replication: postgresql.listen %q is not host:port: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return nil, fmt.Errorf("replication: postgresql.listen %q: port out of range 1-65535", cfg.Listen)
+	}
+	listen, connectHost := host, host
+	switch host {
+	case "", "*", "0.0.0.0":
+		listen, connectHost = "*", "127.0.0.1"
+	case "::":
+		listen, connectHost = "*", "::1"
+	}
+	if cfg.Authentication.Superuser.Username == "" {
+		cfg.Authentication.Superuser.Username = "postgres"
+	}
+	if cfg.Authentication.Superuser.Password == "" {
+		return nil, fmt.Errorf("replication: postgresql.authentication.superuser.password is empty: set one (pgha logs in over TCP with scram-sha-256)")
+	}
+	timeout := cfg.PgCtlTimeout.D()
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	return &Instance{cfg: cfg, initdb: initdb, log: log.With("data_dir", cfg.DataDir), user: u,
+		host: connectHost, port: port, listen: listen, timeout: timeout}, nil
+}
+
+// DataDir is the data directory.
+func (in *Instance) DataDir() string { return in.cfg.DataDir }
+
+// Port is the port Postgres listens on.
+func (in *Instance) Port() int { return in.port }
+
+// Host is the address pgha connects to locally.
+func (in *Instance) Host() string { return in.host }
+
+// Config returns the configuration the Instance was built from.
+func (in *Instance) Config() config.PostgreSQL { return in.cfg }
+
+// RunDir is <data_dir>.pgha: the server log and the Unix socket.
+func (in *Instance) RunDir() string { return in.cfg.DataDir + ".pgha" }
+
+// LogPath is the server log pg_ctl writes to.
+func (in *Instance) LogPath() string { return filepath.Join(in.RunDir(), "postgresql.log") }
+
+func (in *Instance) bin(name string) string { return filepath.Join(in.cfg.BinDir, name) }
+
+// IsInitialized reports whether the data directory holds a cluster.
+func (in *Instance) IsInitialized() bool {
+	_, err := os.Stat(filepath.Join(in.cfg.DataDir, "PG_VERSION"))
+	return err == nil
+}
+
+// ConnConfig returns a pgx configuration for the local server as the
+// superuser, over TCP, with a 5 s connect timeout.
+func (in *Instance) ConnConfig(dbname string) (*pgx.ConnConfig, error) {
+	su := in.cfg.Authentication.Superuser
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(su.Username, su.Password),
+		Host: net.JoinHostPort(in.host, strconv.Itoa(in.port)), Path: "/" + dbname,
+		RawQuery: "sslmode=disable&connect_timeout=5&application_name=pgha"}
+	cc, err := pgx.ParseConfig(u.String())
+	if err != nil {
+		return nil, fmt.Errorf("replication: connection settings: %w", err)
+	}
+	return cc, nil
+}
+
+// Conn opens a connection to the local server as the superuser. The
+// caller closes it.
+func (in *Instance) Conn(ctx context.Context) (*pgx.Conn, error) {
+	cc, err := in.ConnConfig("postgres")
+	if err != nil {
+		return nil, err
+	}
+	c, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("replication: connect to local postgres at %s:%d: %w", in.host, in.port, err)
+	}
+	return c, nil
+}
+
+// withConn runs fn on a fresh superuser connection, bounded by 30 s
+// unless ctx is shorter.
+func (in *Instance) withConn(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := in.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer ccancel()
+		_ = c.Close(cctx)
+	}()
+	return fn(ctx, c)
+}
+
+// postmasterPID returns the pid from postmaster.pid when that process
+// is alive and is a postgres process, else 0.
+func (in *Instance) postmasterPID() int {
+	b, err := os.ReadFile(filepath.Join(in.cfg.DataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return 0
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err == nil && !strings.HasPrefix(strings.TrimSpace(string(comm)), "postgres") {
+		return 0 // pid reused by something else
+	}
+	return pid
+}
+
+// IsRunning reports whether the postmaster of this data directory is alive.
+func (in *Instance) IsRunning() bool { return in.postmasterPID() > 0 }
+
+// Kill sends SIGKILL to the postmaster's process group (the postmaster
+// and its children): a crash, for tests and last-resort cleanup.
+func (in *Instance) Kill() error {
+	pid := in.postmasterPID()
+	if pid == 0 {
+		return nil
+	}
+	in.log.Warn("killing postgres", "pid", pid)
+	target := pid
+	if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 {
+		target = -pgid
+	}
+	if err := syscall.Kill(target, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("replication: kill postgres pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("replication: postgres pid %d still alive 5s after SIGKILL", pid)
+}
+
+// checkOwner fails when dir exists and belongs to another user than
+// os_user.
+func (in *Instance) checkOwner(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("replication: data directory %s: %w", dir, err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if sys.Uid != in.user.uid {
+		return fmt.Errorf("%w: %s belongs to uid %d, but postgresql.os_user is %s (uid %d): run chown -R %s: %s, or set os_user to the owner",
+			ErrWrongOwner, dir, sys.Uid, in.user.name, in.user.uid, in.user.name, dir)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("replication: data directory %s is not a directory", dir)
+	}
+	return nil
+}
+
+// chown gives path to os_user when this process is root.
+func (in *Instance) chown(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if err := os.Lchown(path, int(in.user.uid), int(in.user.gid)); err != nil {
+		return fmt.Errorf("replication: chown %s to %s: %w", path, in.user.name, err)
+	}
+	return nil
+}
+
+// mkdirOwned creates dir (and missing parents, root-owned and
+// traversable) with mode and gives dir itself to os_user.
+func (in *Instance) mkdirOwned(dir string, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("replication: create %s: %w", filepath.Dir(dir), err)
+	}
+	if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("replication: create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return fmt.Errorf("replication: chmod %s: %w", dir, err)
+	}
+	return in.chown(dir)
+}
+
+// writeFile writes data atomically (temp file and rename) and gives the
+// file to os_user.
+func (in *Instance) writeFile(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".pgha-tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fmt.Errorf("replication: write %s: %w", path, err)
+	}
+	if err := in.chown(tmp); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("replication: write %s: %w", path, err)
+	}
+	return nil
+}

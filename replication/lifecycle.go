@@ -1,0 +1,411 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Init creates a new cluster in the (absent or empty) data directory:
+// initdb as os_user with data checksums, scram-sha-256 and the
+// bootstrap.initdb options; pgha's parameters and pg_hba; then it starts
+// the server and creates the replication role (REPLICATION LOGIN) and the
+// rewind role with the grants pg_rewind needs. The server is left
+// running as a primary.
+func (in *Instance) Init(ctx context.Context) error {
+	dir := in.cfg.DataDir
+	if in.IsInitialized() {
+		return fmt.Errorf("%w: %s (remove it to start over, or just Start it)", ErrAlreadyInitialized, dir)
+	}
+	if err := in.checkOwner(dir); err != nil {
+		return err
+	}
+	if err := checkEmpty(dir); err != nil {
+		return err
+	}
+	extra, err := initdbArgs(in.initdb)
+	if err != nil {
+		return err
+	}
+	if err := in.prepareDirs(dir); err != nil {
+		return err
+	}
+	su := in.cfg.Authentication.Superuser
+	pwfile := filepath.Join(in.RunDir(), "initdb.pw")
+	if err := in.writeFile(pwfile, []byte(su.Password+"\n"), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(pwfile)
+
+	args := append([]string{"-D", dir, "--data-checksums", "--username=" + su.Username, "--pwfile=" + pwfile,
+		"--auth-local=peer", "--auth-host=scram-sha-256"}, extra...)
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	in.log.Info("initdb: creating a new cluster", "args", strings.Join(extra, " "))
+	if _, err := run(ictx, commandAs(ictx, in.user, in.bin("initdb"), args...), "initdb "+dir); err != nil {
+		// initdb removes what it created on failure; make sure.
+		_ = clearDir(dir)
+		return err
+	}
+	if err := in.writeConfig(dir, nil); err != nil {
+		return err
+	}
+	if err := in.Start(ctx); err != nil {
+		return err
+	}
+	if err := in.createRoles(ctx); err != nil {
+		return err
+	}
+	in.log.Info("initdb: cluster created and running", "port", in.port)
+	return nil
+}
+
+func (in *Instance) createRoles(ctx context.Context) error {
+	a := in.cfg.Authentication
+	return in.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		role := func(name, password, attrs string) error {
+			if name == "" || name == a.Superuser.Username {
+				return nil
+			}
+			id := pgx.Identifier{name}.Sanitize()
+			var exists bool
+			if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
+				return fmt.Errorf("replication: look up role %s: %w", name, err)
+			}
+			verb := "CREATE"
+			if exists {
+				verb = "ALTER"
+			}
+			sql := fmt.Sprintf("%s ROLE %s WITH %s", verb, id, attrs)
+			if password != "" {
+				sql += " PASSWORD " + quoteParam(password)
+			}
+			if _, err := c.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("replication: %s role %s: %w", strings.ToLower(verb), name, err)
+			}
+			return nil
+		}
+		if err := role(a.Replication.Username, a.Replication.Password, "REPLICATION LOGIN"); err != nil {
+			return err
+		}
+		if err := role(a.Rewind.Username, a.Rewind.Password, "LOGIN"); err != nil {
+			return err
+		}
+		if a.Rewind.Username != "" && a.Rewind.Username != a.Superuser.Username {
+			id := pgx.Identifier{a.Rewind.Username}.Sanitize()
+			for _, fn := range []string{
+				"pg_catalog.pg_ls_dir(text, boolean, boolean)",
+				"pg_catalog.pg_stat_file(text, boolean)",
+				"pg_catalog.pg_read_binary_file(text)",
+				"pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+			} {
+				if _, err := c.Exec(ctx, "GRANT EXECUTE ON FUNCTION "+fn+" TO "+id); err != nil {
+					return fmt.Errorf("replication: grant %s to rewind role %s: %w", fn, a.Rewind.Username, err)
+				}
+			}
+			// CHECKPOINT on a just-promoted source before pg_rewind.
+			if _, err := c.Exec(ctx, "GRANT pg_checkpoint TO "+id); err != nil {
+				return fmt.Errorf("replication: grant pg_checkpoint to rewind role %s: %w", a.Rewind.Username, err)
+			}
+		}
+		return nil
+	})
+}
+
+// prepareDirs creates the data directory (0700) and the run directory
+// (log and socket, 0755), both owned by os_user, plus the log file.
+func (in *Instance) prepareDirs(dataDir string) error {
+	if err := in.mkdirOwned(dataDir, 0o700); err != nil {
+		return err
+	}
+	return in.prepareRunDir()
+}
+
+func (in *Instance) prepareRunDir() error {
+	if err := in.mkdirOwned(in.RunDir(), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(in.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("replication: open server log: %w", err)
+	}
+	_ = f.Close()
+	return in.chown(in.LogPath())
+}
+
+// checkEmpty fails when dir exists and has entries.
+func checkEmpty(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("replication: read data directory %s: %w", dir, err)
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("%w: %s is not empty (it has %s, but no PG_VERSION): move it away or empty it",
+			ErrAlreadyInitialized, dir, ents[0].Name())
+	}
+	return nil
+}
+
+// clearDir removes the contents of dir, keeping dir.
+func clearDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start starts the server (as a replica when standby.signal is present)
+// and waits until it accepts connections, bounded by pg_ctl_timeout and
+// ctx. It is a no-op when the server already runs. Before starting it
+// checks that the data directory is initialized and owned by os_user
+// and that nobody else holds the port; a failed start returns the last
+// lines of the server log.
+func (in *Instance) Start(ctx context.Context) error {
+	dir := in.cfg.DataDir
+	if err := in.checkOwner(dir); err != nil {
+		return err
+	}
+	if !in.IsInitialized() {
+		return fmt.Errorf("%w: %s has no PG_VERSION: run Init or CloneFrom first", ErrNotInitialized, dir)
+	}
+	if in.IsRunning() {
+		return nil
+	}
+	if err := in.checkPortFree(); err != nil {
+		return err
+	}
+	if err := in.prepareRunDir(); err != nil {
+		return err
+	}
+	// A stale postmaster.pid from a crash is handled by postgres itself.
+	offset := fileSize(in.LogPath())
+	sctx, cancel := context.WithTimeout(ctx, in.timeout+5*time.Second)
+	defer cancel()
+	secs := strconv.Itoa(int(in.timeout.Seconds()))
+	in.log.Info("starting postgres", "port", in.port, "standby", in.IsStandby())
+	cmd := commandAs(sctx, in.user, in.bin("pg_ctl"), "start", "-D", dir, "-l", in.LogPath(), "-w", "-t", secs, "-s")
+	if _, err := run(sctx, cmd, fmt.Sprintf("start postgres on port %d", in.port)); err != nil {
+		tail := tailFrom(in.LogPath(), offset, 20)
+		if strings.Contains(tail, "could not bind") || strings.Contains(tail, "Address already in use") {
+			err = fmt.Errorf("%w: %w", ErrPortInUse, err)
+		}
+		if in.IsRunning() && sctx.Err() != nil {
+			_ = in.Kill()
+		}
+		if tail != "" {
+			return fmt.Errorf("%w\nlast lines of %s:\n%s", err, in.LogPath(), tail)
+		}
+		return err
+	}
+	return nil
+}
+
+// checkPortFree fails with ErrPortInUse when the port is taken.
+func (in *Instance) checkPortFree() error {
+	host := in.host
+	if in.listen == "*" {
+		host = ""
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(in.port)))
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%w: port %d (postgresql.listen %s) is taken by another process: stop it (ss -ltnp 'sport = :%d' shows which) or set postgresql.listen to a free port",
+				ErrPortInUse, in.port, in.cfg.Listen, in.port)
+		}
+		return fmt.Errorf("replication: cannot listen on postgresql.listen %s: %w", in.cfg.Listen, err)
+	}
+	return l.Close()
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// tailFrom returns up to n last lines written to path after offset.
+func tailFrom(path string, offset int64, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	size := fileSize(path)
+	if size-offset > 64<<10 {
+		offset = size - 64<<10
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 64<<10))
+	return lastLines(strings.TrimSpace(string(b)), n)
+}
+
+// LogTail returns the last n lines of the server log.
+func (in *Instance) LogTail(n int) string { return tailFrom(in.LogPath(), 0, n) }
+
+// Stop stops the server with mode and waits for it to exit, bounded by
+// pg_ctl_timeout and ctx. It is a no-op when the server is not running.
+func (in *Instance) Stop(ctx context.Context, mode StopMode) error {
+	switch mode {
+	case StopSmart, StopFast, StopImmediate:
+	case "":
+		mode = StopFast
+	default:
+		return fmt.Errorf("replication: stop mode %q is not smart, fast or immediate", mode)
+	}
+	if !in.IsRunning() {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, in.timeout+5*time.Second)
+	defer cancel()
+	in.log.Info("stopping postgres", "mode", string(mode))
+	secs := strconv.Itoa(int(in.timeout.Seconds()))
+	cmd := commandAs(sctx, in.user, in.bin("pg_ctl"), "stop", "-D", in.cfg.DataDir, "-m", string(mode), "-w", "-t", secs, "-s")
+	if _, err := run(sctx, cmd, "stop postgres ("+string(mode)+")"); err != nil {
+		if !in.IsRunning() {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// Restart stops the server (fast) and starts it again.
+func (in *Instance) Restart(ctx context.Context) error {
+	if err := in.Stop(ctx, StopFast); err != nil {
+		return err
+	}
+	return in.Start(ctx)
+}
+
+// Reload makes the server re-read its configuration files (SIGHUP).
+func (in *Instance) Reload(ctx context.Context) error {
+	if !in.IsRunning() {
+		return fmt.Errorf("%w: cannot reload %s", ErrNotRunning, in.cfg.DataDir)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := run(rctx, commandAs(rctx, in.user, in.bin("pg_ctl"), "reload", "-D", in.cfg.DataDir, "-s"), "reload postgres")
+	return err
+}
+
+// Promote turns a running replica into a primary and returns once it
+// accepts writes (pg_is_in_recovery() is false), bounded by
+// pg_ctl_timeout and ctx. Promoting a primary is a no-op.
+func (in *Instance) Promote(ctx context.Context) error {
+	if !in.IsRunning() {
+		return fmt.Errorf("%w: cannot promote %s", ErrNotRunning, in.cfg.DataDir)
+	}
+	pctx, cancel := context.WithTimeout(ctx, in.timeout+5*time.Second)
+	defer cancel()
+	inRecovery, err := in.inRecovery(pctx)
+	if err != nil {
+		return err
+	}
+	if inRecovery {
+		in.log.Info("promoting postgres")
+		secs := strconv.Itoa(int(in.timeout.Seconds()))
+		if _, err := run(pctx, commandAs(pctx, in.user, in.bin("pg_ctl"), "promote", "-D", in.cfg.DataDir, "-w", "-t", secs, "-s"), "promote postgres"); err != nil {
+			return err
+		}
+	}
+	for {
+		inRecovery, err = in.inRecovery(pctx)
+		if err == nil && !inRecovery {
+			break
+		}
+		select {
+		case <-pctx.Done():
+			return fmt.Errorf("replication: promote: still in recovery after %s: %w", in.timeout, context.Cause(pctx))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// Write the new timeline into the control file now, as Patroni does:
+	// pg_rewind on the old primary reads it from there.
+	if err := in.withConn(pctx, func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "CHECKPOINT")
+		return err
+	}); err != nil {
+		return fmt.Errorf("replication: checkpoint after promote: %w", err)
+	}
+	// Postgres removed standby.signal; drop primary_conninfo too.
+	if err := in.writeConfig(in.cfg.DataDir, nil); err != nil {
+		return err
+	}
+	if err := in.Reload(ctx); err != nil {
+		return err
+	}
+	in.log.Info("postgres promoted: accepting writes")
+	return nil
+}
+
+func (in *Instance) inRecovery(ctx context.Context) (bool, error) {
+	var r bool
+	err := in.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&r)
+	})
+	return r, err
+}
+
+// Demote turns this node into a replica of primary: stop (fast),
+// standby.signal, primary_conninfo, start. A former primary whose
+// timeline diverged needs Rewind (or a fresh CloneFrom) first.
+func (in *Instance) Demote(ctx context.Context, primary Primary) error {
+	if !in.IsInitialized() {
+		return fmt.Errorf("%w: cannot demote %s", ErrNotInitialized, in.cfg.DataDir)
+	}
+	in.log.Info("demoting postgres", "primary", primary.Addr())
+	if err := in.Stop(ctx, StopFast); err != nil {
+		return err
+	}
+	if err := in.configureStandby(in.cfg.DataDir, primary); err != nil {
+		return err
+	}
+	return in.Start(ctx)
+}
+
+func (in *Instance) configureStandby(dir string, primary Primary) error {
+	if err := in.writeConfig(dir, &primary); err != nil {
+		return err
+	}
+	return in.setStandby(dir, true)
+}
+
+// Follow points a replica at a new primary without a restart: rewrite
+// primary_conninfo and reload (Postgres 13+ re-reads it and restarts only
+// its WAL receiver). A stopped replica is just reconfigured.
+func (in *Instance) Follow(ctx context.Context, primary Primary) error {
+	if !in.IsStandby() {
+		return fmt.Errorf("replication: follow %s: %s is not a replica (no standby.signal): use Demote", primary.Addr(), in.cfg.DataDir)
+	}
+	in.log.Info("following new primary", "primary", primary.Addr())
+	if err := in.writeConfig(in.cfg.DataDir, &primary); err != nil {
+		return err
+	}
+	if !in.IsRunning() {
+		return nil
+	}
+	return in.Reload(ctx)
+}
