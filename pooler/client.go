@@ -1,0 +1,326 @@
+package pooler
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type poolMode int
+
+const (
+	modeSession poolMode = iota
+	modeTransaction
+	modeStatement
+)
+
+func (m poolMode) String() string {
+	return [...]string{"session", "transaction", "statement"}[m]
+}
+
+func parseMode(s string) poolMode {
+	switch s {
+	case "session":
+		return modeSession
+	case "statement":
+		return modeStatement
+	}
+	return modeTransaction
+}
+
+// Client states for SHOW CLIENTS.
+const (
+	cliIdle int32 = iota
+	cliActive
+	cliWaiting
+)
+
+// errTerminate ends a client session after its Terminate message.
+var errTerminate = errors.New("pooler: client terminated")
+
+// client is one application connection. Its goroutine runs serve; while a
+// server is attached the server's pump writes to conn.
+type client struct {
+	p      *Pooler
+	id     uint64
+	conn   net.Conn
+	hdr    [5]byte
+	br     *bufio.Reader // pooled; nil while idle
+	mode   poolMode
+	track  bool // rename protocol-level prepared statements
+	pool   *pool
+	user   string
+	db     string
+	addr   string
+	pid    uint32
+	secret uint32
+	stats  *poolStats
+	since  time.Time
+	state  atomic.Int32
+	// Statements the client prepared, by its own name.
+	stmts map[string]*stmtDef
+	// batch is the server this goroutine holds while writing a batch.
+	batch *server
+	wake  chan struct{}
+	timer *time.Timer
+	// waitStart is when the client started waiting for a server.
+	waitStart time.Time
+
+	mu      sync.Mutex
+	srv     *server
+	leaving bool
+	tracked [nTracked]string
+}
+
+// serve runs the message loop after a successful login.
+func (c *client) serve() error {
+	maxLen := int(c.p.cfg.MaxPacketSize)
+	idleTimeout := c.p.cfg.ClientIdleTimeout.D()
+	for {
+		var t byte
+		var n int
+		var err error
+		if c.br != nil && c.br.Buffered() > 0 {
+			hdr, err := c.br.Peek(5)
+			if err != nil {
+				return err
+			}
+			t = hdr[0]
+			if n, err = bodyLen(hdr, maxLen); err != nil {
+				return err
+			}
+			c.br.Discard(5)
+		} else {
+			if c.br != nil {
+				putReader(c.br)
+				c.br = nil
+			}
+			c.state.Store(cliIdle)
+			if idleTimeout > 0 {
+				c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
+			}
+			if _, err = io.ReadFull(c.conn, c.hdr[:]); err != nil {
+				return err
+			}
+			if idleTimeout > 0 {
+				c.conn.SetReadDeadline(time.Time{})
+			}
+			t = c.hdr[0]
+			if n, err = bodyLen(c.hdr[:], maxLen); err != nil {
+				return err
+			}
+			c.br = getReader(c.conn)
+			c.state.Store(cliActive)
+		}
+		if err := c.handle(t, n); err != nil {
+			return err
+		}
+		if c.br.Buffered() == 0 && c.batch != nil {
+			if err := c.endBatch(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// endBatch flushes what this goroutine wrote to the server and lets the
+// pump release it.
+func (c *client) endBatch() error {
+	s := c.batch
+	c.batch = nil
+	err := s.bw.Flush()
+	c.mu.Lock()
+	s.hold = false
+	if s.waiting {
+		s.waiting = false
+		s.holdCh <- struct{}{}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("pooler: write to server: %w", err)
+	}
+	return nil
+}
+
+// attached returns the server this batch writes to, or nil.
+func (c *client) attached() *server {
+	if c.batch != nil {
+		return c.batch
+	}
+	c.mu.Lock()
+	s := c.srv
+	if s != nil {
+		s.hold = true
+		c.batch = s
+	}
+	c.mu.Unlock()
+	return s
+}
+
+// server returns the attached server, attaching one from the pool first.
+func (c *client) server() (*server, error) {
+	if s := c.attached(); s != nil {
+		return s, nil
+	}
+	c.state.Store(cliWaiting)
+	s, err := c.pool.acquire(c)
+	if err != nil {
+		return nil, err
+	}
+	c.state.Store(cliActive)
+	s.state.Store(srvActive)
+	s.cw.Reset(c.conn)
+	s.client.Store(c)
+	c.mu.Lock()
+	c.srv = s
+	s.hold = true
+	c.batch = s
+	set := c.paramSQL(s)
+	if set != "" {
+		s.push(pend{kind: 'Q', act: actSwallow})
+	}
+	c.mu.Unlock()
+	if set != "" {
+		var m msgBuilder
+		s.bw.Write(m.begin('Q').str(set).end().b)
+	}
+	go s.pump(c)
+	return s, nil
+}
+
+// paramSQL returns SET statements that give s the client's settings; c.mu held.
+func (c *client) paramSQL(s *server) string {
+	var b strings.Builder
+	for i, v := range c.tracked {
+		if v == "" || v == s.tracked[i] {
+			continue
+		}
+		b.WriteString("SET ")
+		b.WriteString(trackedNames[i])
+		b.WriteString(" = '")
+		b.WriteString(strings.ReplaceAll(v, "'", "''"))
+		b.WriteString("';")
+	}
+	return b.String()
+}
+
+// forward sends the message (header already read) unchanged.
+func (c *client) forward(s *server, t byte, n int, kind byte) error {
+	if kind != 0 {
+		c.mu.Lock()
+		s.push(pend{kind: kind})
+		c.mu.Unlock()
+	}
+	writeHeader(s.bw, t, n)
+	c.stats.sent(n + 5)
+	return copyBody(s.bw, c.br, n)
+}
+
+// writeLocal answers the client directly; only while no server is attached.
+func (c *client) writeLocal(b []byte) error {
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// handle processes one client message whose 5-byte header has been read.
+func (c *client) handle(t byte, n int) error {
+	switch t {
+	case 'Q', 'E', 'F':
+		s, err := c.server()
+		if err != nil {
+			return c.failWait(err, n)
+		}
+		kind := t
+		if t == 'Q' {
+			c.stats.query.Add(1)
+		}
+		return c.forward(s, t, n, kind)
+	case 'S':
+		s := c.attached()
+		if s == nil && c.mode != modeSession {
+			c.br.Discard(n)
+			return c.writeLocal([]byte{'Z', 0, 0, 0, 5, 'I'})
+		}
+		if s == nil {
+			var err error
+			if s, err = c.server(); err != nil {
+				return c.failWait(err, n)
+			}
+		}
+		return c.forward(s, t, n, 'S')
+	case 'P':
+		return c.handleParse(n)
+	case 'B', 'D':
+		return c.handleBindDescribe(t, n)
+	case 'C':
+		return c.handleClose(n)
+	case 'H', 'd', 'c', 'f':
+		s := c.attached()
+		if s == nil {
+			_, err := c.br.Discard(n)
+			return err
+		}
+		return c.forward(s, t, n, 0)
+	case 'X':
+		return errTerminate
+	default:
+		return fmt.Errorf("%w: unexpected client message type %q", ErrProtocol, t)
+	}
+}
+
+// failWait reports a failure to get a server and ends the session, as
+// PgBouncer does for query_wait_timeout.
+func (c *client) failWait(err error, n int) error {
+	var m msgBuilder
+	var se *serverError
+	if errors.As(err, &se) {
+		m.errorMsg(se.Severity, se.Code, se.Message)
+	} else {
+		m.errorMsg("FATAL", codeConnFailure, err.Error())
+	}
+	c.writeLocal(m.b)
+	return err
+}
+
+// cleanup runs when the client goroutine ends: give back or drop the
+// server, free the slot.
+func (c *client) cleanup() {
+	if c.batch != nil {
+		c.batch.bw.Flush()
+	}
+	c.mu.Lock()
+	c.leaving = true
+	s := c.srv
+	if c.batch != nil {
+		c.batch.hold = false
+		c.batch = nil
+	}
+	if s != nil && s.waiting {
+		s.waiting = false
+		s.holdCh <- struct{}{}
+	}
+	if s == nil {
+		c.mu.Unlock()
+		return
+	}
+	if c.mode == modeSession && s.queued() == 0 && s.status == 'I' {
+		// Reset the session; the pump returns the server after the answer.
+		s.push(pend{kind: 'Q', act: actSwallow})
+		c.mu.Unlock()
+		var m msgBuilder
+		s.bw.Write(m.begin('Q').str(c.p.cfg.ServerResetQuery).end().b)
+		if err := s.bw.Flush(); err != nil {
+			s.close()
+		}
+		return
+	}
+	c.srv = nil
+	c.mu.Unlock()
+	s.close()
+}

@@ -1,0 +1,411 @@
+package pooler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// poolKey names a pool: one per (database, user) and port.
+type poolKey struct {
+	db, user string
+	readOnly bool
+}
+
+// poolStats are the counters behind SHOW STATS and the metrics.
+type poolStats struct {
+	xact, query          atomic.Int64
+	recvBytes, sentBytes atomic.Int64
+	waitNanos            atomic.Int64
+	waits                atomic.Int64
+}
+
+func (s *poolStats) recv(n int) { s.recvBytes.Add(int64(n)) }
+func (s *poolStats) sent(n int) { s.sentBytes.Add(int64(n)) }
+func (s *poolStats) txnEnd(status byte) {
+	if status == 'I' {
+		s.xact.Add(1)
+	}
+}
+
+// ErrQueryWaitTimeout is the error a client gets when no server connection
+// became free within query_wait_timeout.
+var ErrQueryWaitTimeout = errors.New("pooler: query_wait_timeout")
+
+// pool holds the server connections of one (database, user).
+type pool struct {
+	p   *Pooler
+	key poolKey
+
+	mu       sync.Mutex
+	cred     secret
+	idle     []*server // LIFO
+	all      map[*server]struct{}
+	total    int // open plus connecting
+	waiters  []*client
+	params   map[string]string // first login's ParameterStatus, for greetings
+	lastErr  error
+	nclients atomic.Int64
+	stats    poolStats
+}
+
+func (pl *pool) secret() secret {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.cred
+}
+
+// setCred keeps the freshest credentials a client proved (a plain password
+// or a SCRAM ClientKey) for server logins.
+func (pl *pool) setCred(s secret) {
+	pl.mu.Lock()
+	if s.plain != "" || pl.cred.plain == "" {
+		if s.plain != "" || s.clientKey != nil || s.md5 != "" || pl.cred.clientKey == nil {
+			pl.cred = s
+		}
+	}
+	pl.mu.Unlock()
+}
+
+func (pl *pool) size() int { return pl.p.cfg.DefaultPoolSize }
+
+// acquire returns an idle or new server connection for c, waiting (FIFO,
+// bounded by query_wait_timeout) when the pool is full or paused.
+func (pl *pool) acquire(c *client) (*server, error) {
+	wait := pl.p.cfg.QueryWaitTimeout.D()
+	var deadline time.Time
+	start := time.Now()
+	if wait > 0 {
+		deadline = start.Add(wait)
+	}
+	reserveAt := start.Add(pl.p.cfg.ReservePoolTimeout.D())
+	waited := false
+	defer func() {
+		if waited {
+			d := time.Since(start)
+			pl.stats.waitNanos.Add(int64(d))
+			pl.stats.waits.Add(1)
+			pl.p.metrics.observeWait(d)
+		}
+	}()
+	for {
+		pl.mu.Lock()
+		if !pl.p.paused.Load() {
+			for len(pl.idle) > 0 {
+				s := pl.idle[len(pl.idle)-1]
+				pl.idle = pl.idle[:len(pl.idle)-1]
+				pl.mu.Unlock()
+				if pl.usable(s) {
+					return s, nil
+				}
+				s.close()
+				pl.mu.Lock()
+			}
+			limit := pl.size()
+			if pl.p.cfg.ReservePoolSize > 0 && waited && time.Now().After(reserveAt) {
+				limit += pl.p.cfg.ReservePoolSize
+			}
+			if pl.total < limit && pl.p.dbSlot(pl.key.db, 1) {
+				pl.total++
+				pl.mu.Unlock()
+				s, err := pl.connect(deadline)
+				if err == nil {
+					return s, nil
+				}
+				pl.mu.Lock()
+				pl.total--
+				pl.p.dbSlot(pl.key.db, -1)
+				pl.lastErr = err
+				pl.wakeOne()
+				pl.mu.Unlock()
+				var se *serverError
+				if errors.As(err, &se) {
+					return nil, err // login refused: tell the client at once
+				}
+				pl.p.log.Warn("pooler: cannot open server connection", "db", pl.key.db, "user", pl.key.user, "err", err)
+				if !pl.sleepRetry(deadline) {
+					return nil, fmt.Errorf("%w (last server error: %v)", ErrQueryWaitTimeout, err)
+				}
+				waited = true
+				continue
+			}
+		}
+		// Wait for a release, a resume or the deadline.
+		pl.waiters = append(pl.waiters, c)
+		pl.mu.Unlock()
+		waited = true
+		if !c.sleep(deadline, reserveAt) {
+			pl.mu.Lock()
+			removed := pl.removeWaiter(c)
+			if !removed {
+				// We were woken as we timed out: pass the wake-up on.
+				pl.wakeOne()
+			}
+			lastErr := pl.lastErr
+			pl.mu.Unlock()
+			if deadline.IsZero() || time.Now().Before(deadline) {
+				continue // reserve_pool_timeout reached: retry with the reserve
+			}
+			if lastErr != nil && pl.total == 0 {
+				return nil, fmt.Errorf("%w (last server error: %v)", ErrQueryWaitTimeout, lastErr)
+			}
+			return nil, ErrQueryWaitTimeout
+		}
+	}
+}
+
+// sleep blocks until woken (true) or until the earlier of deadline and
+// reserveAt passes (false).
+func (c *client) sleep(deadline, reserveAt time.Time) bool {
+	until := deadline
+	if c.p.cfg.ReservePoolSize > 0 && time.Now().Before(reserveAt) && (until.IsZero() || reserveAt.Before(until)) {
+		until = reserveAt
+	}
+	if until.IsZero() {
+		<-c.wake
+		return true
+	}
+	d := time.Until(until)
+	if d <= 0 {
+		select {
+		case <-c.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	if c.timer == nil {
+		c.timer = time.NewTimer(d)
+	} else {
+		c.timer.Reset(d)
+	}
+	select {
+	case <-c.wake:
+		c.timer.Stop()
+		return true
+	case <-c.timer.C:
+		return false
+	}
+}
+
+func (pl *pool) sleepRetry(deadline time.Time) bool {
+	d := pl.p.cfg.ServerLoginRetry.D()
+	if d > time.Second {
+		d = time.Second // retry promptly; the primary may just have moved
+	}
+	if !deadline.IsZero() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		if d > left {
+			d = left
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-pl.p.done:
+		return false
+	}
+}
+
+func (pl *pool) removeWaiter(c *client) bool {
+	for i, w := range pl.waiters {
+		if w == c {
+			copy(pl.waiters[i:], pl.waiters[i+1:])
+			pl.waiters[len(pl.waiters)-1] = nil
+			pl.waiters = pl.waiters[:len(pl.waiters)-1]
+			return true
+		}
+	}
+	return false
+}
+
+// wakeOne signals the first waiter; pl.mu held.
+func (pl *pool) wakeOne() {
+	if len(pl.waiters) == 0 {
+		return
+	}
+	c := pl.waiters[0]
+	copy(pl.waiters, pl.waiters[1:])
+	pl.waiters[len(pl.waiters)-1] = nil
+	pl.waiters = pl.waiters[:len(pl.waiters)-1]
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (pl *pool) wakeAll() {
+	pl.mu.Lock()
+	for len(pl.waiters) > 0 {
+		pl.wakeOne()
+	}
+	pl.mu.Unlock()
+}
+
+// usable checks an idle server before reuse: lifetime, target, and the
+// check query after server_check_delay.
+func (pl *pool) usable(s *server) bool {
+	if s.closed.Load() {
+		return false
+	}
+	now := time.Now()
+	if lt := pl.p.cfg.ServerLifetime.D(); lt > 0 && now.Sub(s.createdAt) > lt {
+		return false
+	}
+	if !pl.p.targetOK(pl.key.readOnly, s.addr) {
+		return false
+	}
+	if now.Sub(s.lastUsed) >= pl.p.cfg.ServerCheckDelay.D() && pl.p.cfg.ServerCheckQuery != "" {
+		s.state.Store(srvTested)
+		if _, err := s.simpleQuery(pl.p.cfg.ServerCheckQuery, pl.p.cfg.ServerConnectTimeout.D()); err != nil || s.status != 'I' {
+			return false
+		}
+		s.lastChecked = now
+	}
+	return true
+}
+
+func (pl *pool) connect(deadline time.Time) (*server, error) {
+	addr, err := pl.p.target(pl.key.readOnly)
+	if err != nil {
+		return nil, err
+	}
+	ctx := pl.p.ctx
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	s, err := pl.p.dialServer(ctx, pl, addr)
+	if err != nil {
+		return nil, err
+	}
+	pl.mu.Lock()
+	if pl.all == nil {
+		pl.all = make(map[*server]struct{})
+	}
+	pl.all[s] = struct{}{}
+	if pl.params == nil {
+		pl.params = make(map[string]string, len(s.params))
+		for k, v := range s.params {
+			pl.params[k] = v
+		}
+	}
+	pl.lastErr = nil
+	pl.mu.Unlock()
+	return s, nil
+}
+
+// release returns s after a transaction (clean: status 'I').
+func (pl *pool) release(s *server, clean bool) {
+	s.lastUsed = time.Now()
+	s.state.Store(srvIdle)
+	if !clean || s.closed.Load() || !pl.p.targetOK(pl.key.readOnly, s.addr) {
+		s.close()
+		return
+	}
+	if lt := pl.p.cfg.ServerLifetime.D(); lt > 0 && s.lastUsed.Sub(s.createdAt) > lt {
+		s.close()
+		return
+	}
+	pl.mu.Lock()
+	if _, ok := pl.all[s]; !ok {
+		pl.mu.Unlock()
+		s.close()
+		return
+	}
+	pl.idle = append(pl.idle, s)
+	pl.wakeOne()
+	pl.mu.Unlock()
+	pl.p.idleChanged()
+}
+
+// forget removes a closed server and lets a waiter open a new one.
+func (pl *pool) forget(s *server) {
+	pl.mu.Lock()
+	if _, ok := pl.all[s]; ok {
+		delete(pl.all, s)
+		pl.total--
+		pl.p.dbSlot(pl.key.db, -1)
+		for i, x := range pl.idle {
+			if x == s {
+				pl.idle = append(pl.idle[:i], pl.idle[i+1:]...)
+				break
+			}
+		}
+		pl.wakeOne()
+	}
+	pl.mu.Unlock()
+	pl.p.idleChanged()
+}
+
+// closeIdle closes idle servers matching drop.
+func (pl *pool) closeIdle(drop func(*server) bool) {
+	pl.mu.Lock()
+	var gone []*server
+	keep := pl.idle[:0]
+	for _, s := range pl.idle {
+		if drop(s) {
+			gone = append(gone, s)
+		} else {
+			keep = append(keep, s)
+		}
+	}
+	for i := len(keep); i < len(pl.idle); i++ {
+		pl.idle[i] = nil
+	}
+	pl.idle = keep
+	pl.mu.Unlock()
+	for _, s := range gone {
+		s.close()
+	}
+}
+
+// counts returns active, idle and waiting numbers for SHOW and metrics.
+func (pl *pool) counts() (active, idle, waiting, total int) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return len(pl.all) - len(pl.idle), len(pl.idle), len(pl.waiters), pl.total
+}
+
+// servers lists the pool's server connections.
+func (pl *pool) servers() []*server {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	out := make([]*server, 0, len(pl.all))
+	for s := range pl.all {
+		out = append(out, s)
+	}
+	return out
+}
+
+// greeting returns the server parameters to announce to a new client,
+// connecting once if the pool has never logged in.
+func (pl *pool) greeting(c *client) (map[string]string, error) {
+	pl.mu.Lock()
+	params := pl.params
+	pl.mu.Unlock()
+	if params != nil {
+		return params, nil
+	}
+	s, err := pl.acquire(c)
+	if err != nil {
+		return nil, err
+	}
+	pl.release(s, true)
+	pl.mu.Lock()
+	params = pl.params
+	pl.mu.Unlock()
+	if params == nil {
+		return nil, fmt.Errorf("pooler: no server parameters for %s/%s", pl.key.db, pl.key.user)
+	}
+	return params, nil
+}

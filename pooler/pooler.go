@@ -1,0 +1,453 @@
+package pooler
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgha/pgha/config"
+)
+
+// Version is what SHOW VERSION answers.
+const Version = "pgha pooler 0.1 (PgBouncer-compatible)"
+
+// Pooler is the embedded connection pooler. Build it with New, run it with
+// Run; Pause, Resume and Reconnect are safe from any goroutine.
+type Pooler struct {
+	cfg    config.Pooler
+	router Router
+	log    *slog.Logger
+	tls    *tls.Config
+	stmts  stmtRegistry
+
+	ctx    context.Context
+	done   chan struct{}
+	nextID atomic.Uint64
+
+	paused   atomic.Bool
+	nclients atomic.Int64
+
+	mu      sync.Mutex
+	users   map[string]secret
+	hba     []hbaRule
+	pools   map[poolKey]*pool
+	dbConns map[string]int
+	clients map[*client]struct{}
+	cancels map[uint64]*client
+	primary string // the primary the rw pools were built for
+
+	listeners []net.Listener
+	metrics   *metrics
+	shutdown  chan struct{}
+	shutOnce  sync.Once
+}
+
+// New checks cfg and loads the auth_file. It does not listen yet.
+func New(cfg config.Pooler, router Router, log *slog.Logger) (*Pooler, error) {
+	if router == nil {
+		return nil, errors.New("pooler: no router: pass the cluster view (or a StaticRouter)")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Pooler{
+		cfg: cfg, router: router, log: log.With("component", "pooler"),
+		ctx: context.Background(), done: make(chan struct{}),
+		pools: make(map[poolKey]*pool), dbConns: make(map[string]int),
+		clients: make(map[*client]struct{}), cancels: make(map[uint64]*client),
+		shutdown: make(chan struct{}),
+	}
+	if err := p.loadAuth(); err != nil {
+		return nil, err
+	}
+	if cfg.ClientTLS.SSLMode != "" && cfg.ClientTLS.SSLMode != "disable" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("pooler: client_tls: %w", err)
+		}
+		p.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	p.metrics = newMetrics(p)
+	return p, nil
+}
+
+// loadAuth (re)reads auth_file and the hba rules.
+func (p *Pooler) loadAuth() error {
+	users := map[string]secret{}
+	if p.cfg.AuthFile != "" {
+		var err error
+		if users, err = loadUserlist(p.cfg.AuthFile); err != nil {
+			return err
+		}
+	} else if p.cfg.AuthType != "trust" && p.cfg.AuthQuery == "" {
+		p.log.Warn("pooler: no auth_file and no auth_query: every login will fail; set pooler.auth_file")
+	}
+	rules, err := parseHBA(p.cfg.HBA)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.users, p.hba = users, rules
+	p.mu.Unlock()
+	return nil
+}
+
+// Listen binds the configured addresses now, so that callers (and tests)
+// know the ports before Run. Run calls it if nobody did.
+func (p *Pooler) Listen() error {
+	if len(p.listeners) > 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("pooler: listen %s: %w", p.cfg.Listen, err)
+	}
+	p.listeners = append(p.listeners, ln)
+	if p.cfg.ReadOnlyListen != "" {
+		ro, err := net.Listen("tcp", p.cfg.ReadOnlyListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("pooler: listen %s: %w", p.cfg.ReadOnlyListen, err)
+		}
+		p.listeners = append(p.listeners, ro)
+	}
+	if p.cfg.UnixSocketDir != "" {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		path := filepath.Join(p.cfg.UnixSocketDir, ".s.PGSQL."+port)
+		os.Remove(path)
+		ux, err := net.Listen("unix", path)
+		if err != nil {
+			for _, l := range p.listeners {
+				l.Close()
+			}
+			p.listeners = nil
+			return fmt.Errorf("pooler: listen on unix socket %s: %w", path, err)
+		}
+		p.listeners = append(p.listeners, ux)
+	}
+	return nil
+}
+
+// Addr is the read-write listener's address (after Listen).
+func (p *Pooler) Addr() string {
+	if len(p.listeners) == 0 {
+		return ""
+	}
+	return p.listeners[0].Addr().String()
+}
+
+// ReadOnlyAddr is the read-only listener's address, or "".
+func (p *Pooler) ReadOnlyAddr() string {
+	if p.cfg.ReadOnlyListen == "" || len(p.listeners) < 2 {
+		return ""
+	}
+	return p.listeners[1].Addr().String()
+}
+
+// Run serves clients until ctx ends (or SHUTDOWN from the console), then
+// closes every connection.
+func (p *Pooler) Run(ctx context.Context) error {
+	if err := p.Listen(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p.ctx = ctx
+	p.primary, _ = p.router.Primary()
+	var wg sync.WaitGroup
+	for i, ln := range p.listeners {
+		readOnly := p.cfg.ReadOnlyListen != "" && i == 1
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.acceptLoop(ln, readOnly, &wg)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.maintain(ctx)
+	}()
+	select {
+	case <-ctx.Done():
+	case <-p.shutdown:
+	}
+	close(p.done)
+	for _, ln := range p.listeners {
+		ln.Close()
+	}
+	p.mu.Lock()
+	for c := range p.clients {
+		c.conn.Close()
+	}
+	pools := make([]*pool, 0, len(p.pools))
+	for _, pl := range p.pools {
+		pools = append(pools, pl)
+	}
+	p.mu.Unlock()
+	for _, pl := range pools {
+		for _, s := range pl.servers() {
+			s.close()
+		}
+		pl.wakeAll()
+	}
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+func (p *Pooler) acceptLoop(ln net.Listener, readOnly bool, wg *sync.WaitGroup) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-p.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			p.log.Error("pooler: accept failed", "addr", ln.Addr().String(), "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.handleConn(conn, readOnly)
+		}()
+	}
+}
+
+// maintain follows the router and closes servers past their idle time or
+// lifetime.
+func (p *Pooler) maintain(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.router.Changed():
+			p.followPrimary(ctx)
+		case <-tick.C:
+			idle, life := p.cfg.ServerIdleTimeout.D(), p.cfg.ServerLifetime.D()
+			now := time.Now()
+			for _, pl := range p.poolList() {
+				pl.closeIdle(func(s *server) bool {
+					return (idle > 0 && now.Sub(s.lastUsed) > idle) || (life > 0 && now.Sub(s.createdAt) > life) ||
+						!p.targetOK(pl.key.readOnly, s.addr)
+				})
+			}
+		}
+	}
+}
+
+// followPrimary handles a primary change: pause new transactions, let the
+// running ones end (bounded), drop connections to the old primary, resume.
+func (p *Pooler) followPrimary(ctx context.Context) {
+	addr, _ := p.router.Primary()
+	p.mu.Lock()
+	old := p.primary
+	p.mu.Unlock()
+	if addr == old {
+		return
+	}
+	p.log.Info("pooler: primary changed, pausing new transactions to switch", "from", old, "to", addr)
+	bound := p.cfg.QueryWaitTimeout.D()
+	if bound <= 0 || bound > 30*time.Second {
+		bound = 30 * time.Second
+	}
+	pctx, cancel := context.WithTimeout(ctx, bound/2)
+	err := p.Pause(pctx)
+	cancel()
+	if err != nil {
+		p.log.Warn("pooler: transactions still running on the old primary; closing them", "err", err)
+	}
+	p.mu.Lock()
+	p.primary = addr
+	p.mu.Unlock()
+	p.Reconnect(false)
+	p.Resume()
+	p.log.Info("pooler: resumed on the new primary", "primary", addr)
+}
+
+// Pause stops handing out server connections (new transactions wait,
+// bounded by query_wait_timeout) and waits until no server connection is
+// in use or ctx ends.
+func (p *Pooler) Pause(ctx context.Context) error {
+	p.paused.Store(true)
+	for {
+		busy := 0
+		for _, pl := range p.poolList() {
+			a, _, _, _ := pl.counts()
+			busy += a
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pooler: pause: %d server connections still busy: %w", busy, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Resume lets waiting clients continue.
+func (p *Pooler) Resume() {
+	p.paused.Store(false)
+	for _, pl := range p.poolList() {
+		pl.wakeAll()
+	}
+}
+
+// Paused reports whether the pooler is paused.
+func (p *Pooler) Paused() bool { return p.paused.Load() }
+
+// Reconnect closes idle server connections now; busy ones are closed when
+// released (they no longer match the target) or, with force, at once.
+func (p *Pooler) Reconnect(force bool) {
+	for _, pl := range p.poolList() {
+		pl.closeIdle(func(*server) bool { return true })
+		if force {
+			for _, s := range pl.servers() {
+				s.close()
+			}
+		}
+	}
+}
+
+func (p *Pooler) poolList() []*pool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*pool, 0, len(p.pools))
+	for _, pl := range p.pools {
+		out = append(out, pl)
+	}
+	return out
+}
+
+func (p *Pooler) getPool(k poolKey) *pool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pl := p.pools[k]
+	if pl == nil {
+		pl = &pool{p: p, key: k}
+		p.pools[k] = pl
+	}
+	return pl
+}
+
+// target picks the address for a new server connection.
+func (p *Pooler) target(readOnly bool) (string, error) {
+	if readOnly {
+		rs := p.router.Replicas()
+		if len(rs) == 0 {
+			return "", errors.New("pooler: no healthy replica to route read-only connections to")
+		}
+		return rs[int(p.nextID.Add(1))%len(rs)], nil
+	}
+	addr, ok := p.router.Primary()
+	if !ok {
+		return "", errors.New("pooler: no primary in the cluster view")
+	}
+	return addr, nil
+}
+
+// targetOK reports whether a server at addr is still a valid target.
+func (p *Pooler) targetOK(readOnly bool, addr string) bool {
+	if readOnly {
+		return slices.Contains(p.router.Replicas(), addr)
+	}
+	cur, ok := p.router.Primary()
+	return ok && cur == addr
+}
+
+// dbSlot takes (delta 1) or returns (-1) a max_db_connections slot.
+func (p *Pooler) dbSlot(db string, delta int) bool {
+	max := p.cfg.MaxDBConnections
+	if max <= 0 {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if delta > 0 && p.dbConns[db] >= max {
+		return false
+	}
+	p.dbConns[db] += delta
+	return true
+}
+
+func (p *Pooler) idleChanged() {}
+
+func (p *Pooler) registerCancel(c *client) (uint32, uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		pid, sec := randUint32()&0x7fffffff, randUint32()
+		k := uint64(pid)<<32 | uint64(sec)
+		if pid != 0 && p.cancels[k] == nil {
+			p.cancels[k] = c
+			return pid, sec
+		}
+	}
+}
+
+func (p *Pooler) unregisterCancel(c *client) {
+	p.mu.Lock()
+	delete(p.cancels, uint64(c.pid)<<32|uint64(c.secret))
+	p.mu.Unlock()
+}
+
+// cancel forwards a CancelRequest to the server running that client's query.
+func (p *Pooler) cancel(pid, sec uint32) {
+	p.mu.Lock()
+	c := p.cancels[uint64(pid)<<32|uint64(sec)]
+	p.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	s := c.srv
+	c.mu.Unlock()
+	if s != nil {
+		s.sendCancel()
+	}
+}
+
+func (p *Pooler) addClient(c *client) {
+	p.mu.Lock()
+	p.clients[c] = struct{}{}
+	p.mu.Unlock()
+	c.pool.nclients.Add(1)
+}
+
+func (p *Pooler) removeClient(c *client) {
+	p.mu.Lock()
+	delete(p.clients, c)
+	p.mu.Unlock()
+	c.pool.nclients.Add(-1)
+}
+
+func (p *Pooler) isAdmin(user string) bool {
+	return slices.Contains(p.cfg.AdminUsers, user)
+}
+
+func (p *Pooler) isStats(user string) bool {
+	return slices.Contains(p.cfg.StatsUsers, user)
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

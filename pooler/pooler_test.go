@@ -1,0 +1,53 @@
+package pooler
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgha/pgha/internal/pgtest"
+)
+
+// TestPooler runs the integration tests against one real Postgres.
+func TestPooler(t *testing.T) {
+	pg := newPG(t)
+	p := startPooler(t, pg, nil)
+	t.Run("Basic", func(t *testing.T) { testBasic(t, p) })
+	t.Run("Auth", func(t *testing.T) { testAuth(t, p) })
+}
+
+func testBasic(t *testing.T, p *Pooler) {
+	c := connect(t, poolerDSN(p, pgtest.SuperUser, pgtest.SuperPassword, "postgres"))
+	ctx := tctx(t)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 1 + $1::int", 41).Scan(&n); err != nil || n != 42 {
+		t.Fatalf("query: %v %d", err, n)
+	}
+	var v string
+	if err := c.QueryRow(ctx, "SELECT version()", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testAuth(t *testing.T, p *Pooler) {
+	ctx := tctx(t)
+	for _, tc := range []struct{ user, pass string }{
+		{scramUser, scramPass}, {md5User, md5Pass}, {pgtest.SuperUser, pgtest.SuperPassword},
+	} {
+		c := connect(t, poolerDSN(p, tc.user, tc.pass, "postgres"))
+		var who string
+		if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != tc.user {
+			t.Fatalf("%s: current_user %q, err %v", tc.user, who, err)
+		}
+	}
+	_, err := pgx.Connect(ctx, poolerDSN(p, scramUser, "wrong", "postgres"))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Fatalf("wrong password: want SQLSTATE 28P01, got %v", err)
+	}
+	_, err = pgx.Connect(ctx, poolerDSN(p, "nobody", "x", "postgres"))
+	if !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Fatalf("unknown user: want SQLSTATE 28P01, got %v", err)
+	}
+}

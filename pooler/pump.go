@@ -1,0 +1,294 @@
+package pooler
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Settings whose changes Postgres reports with ParameterStatus and the
+// pooler carries from one server connection to the next.
+const nTracked = 6
+
+var trackedNames = [nTracked]string{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
+	"standard_conforming_strings", "application_name"}
+
+func trackedIndex(k string) int {
+	for i, n := range trackedNames {
+		if strings.EqualFold(n, k) {
+			return i
+		}
+	}
+	return -1
+}
+
+var errDetached = errors.New("pooler: client left during the transaction")
+
+// ends reports whether server message t completes a request of kind.
+func ends(kind, t byte) bool {
+	switch kind {
+	case 'P':
+		return t == '1'
+	case 'B':
+		return t == '2'
+	case 'C':
+		return t == '3'
+	case 'D':
+		return t == 'T' || t == 'n'
+	case 'E':
+		return t == 'C' || t == 'I' || t == 's'
+	case 'S', 'Q', 'F':
+		return t == 'Z'
+	}
+	return false
+}
+
+// push queues a request; c.mu held. It returns false when the server will
+// skip the request (after an error, until Sync) and no answer is coming.
+func (s *server) push(e pend) bool {
+	if s.skip && e.kind != 'S' {
+		if e.kind == 'P' && e.id != 0 {
+			delete(s.prepared, e.id)
+		}
+		return false
+	}
+	if e.kind == 'S' {
+		s.skip = false
+	}
+	if e.act != actForward {
+		s.special.Add(1)
+	}
+	s.q = append(s.q, e)
+	return true
+}
+
+func (s *server) pop() pend {
+	e := s.q[s.qh]
+	s.qh++
+	if s.qh == len(s.q) {
+		s.q, s.qh = s.q[:0], 0
+	}
+	if e.act != actForward {
+		s.special.Add(-1)
+	}
+	return e
+}
+
+func (s *server) queued() int { return len(s.q) - s.qh }
+
+// emitSynth writes the local answers at the head of the queue; c.mu held.
+func (s *server) emitSynth() {
+	for s.queued() > 0 && s.q[s.qh].act == actSynth {
+		e := s.pop()
+		s.cw.Write([]byte{e.msg, 0, 0, 0, 4})
+	}
+}
+
+// forgetFailed unmarks a statement whose Parse the server did not run.
+func (s *server) forgetFailed(e pend) {
+	if e.kind == 'P' && e.id != 0 {
+		delete(s.prepared, e.id)
+	}
+}
+
+// skipToSync drops queued requests the server skips after an error in the
+// extended protocol; c.mu held.
+func (s *server) skipToSync() {
+	for s.queued() > 0 {
+		if s.q[s.qh].kind == 'S' {
+			return
+		}
+		s.forgetFailed(s.pop())
+	}
+	s.skip = true
+}
+
+// pump forwards the server's answers to client c while c is attached. It
+// returns the server to its pool after ReadyForQuery 'I' with nothing left
+// in flight (transaction and statement mode), or when c leaves.
+func (s *server) pump(c *client) {
+	err := s.pumpLoop(c)
+	if err == nil {
+		return // released
+	}
+	c.mu.Lock()
+	attached := c.srv == s
+	if attached {
+		c.srv = nil
+	}
+	leaving := c.leaving
+	c.mu.Unlock()
+	s.close()
+	if attached && !leaving {
+		c.p.log.Debug("pooler: server connection lost", "client", c.id, "server", s.id, "err", err)
+		var m msgBuilder
+		s.cw.Write(m.errorMsg("FATAL", codeConnFailure, "server conn crashed? "+err.Error()).b)
+		s.cw.Flush()
+		c.conn.Close()
+	}
+}
+
+func (s *server) pumpLoop(c *client) error {
+	br, cw := s.br, s.cw
+	for {
+		if br.Buffered() == 0 && cw.Buffered() > 0 {
+			if err := cw.Flush(); err != nil {
+				return err
+			}
+		}
+		hdr, err := br.Peek(5)
+		if err != nil {
+			return err
+		}
+		t := hdr[0]
+		n := int(int32(binary.BigEndian.Uint32(hdr[1:5]))) - 4
+		if n < 0 || n > maxServerMsg {
+			return fmt.Errorf("%w: server message %q with length %d", ErrProtocol, t, n+4)
+		}
+		switch t {
+		case 'D', 'd', 'N', 'A', 't', 'G', 'H', 'W', 'V', 'c', 'v':
+			if s.special.Load() != 0 {
+				c.mu.Lock()
+				s.emitSynth()
+				swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
+				c.mu.Unlock()
+				if swallow {
+					br.Discard(5 + n)
+					continue
+				}
+			}
+			c.stats.recv(n + 5)
+			if err := copyBody(cw, br, n+5); err != nil {
+				return err
+			}
+			continue
+		case 'S':
+			br.Discard(5)
+			b, err := readBody(br, n)
+			if err != nil {
+				return err
+			}
+			k, rest, _ := cstring(b)
+			v, _, _ := cstring(rest)
+			c.mu.Lock()
+			if i := trackedIndex(k); i >= 0 {
+				s.tracked[i] = v
+				c.tracked[i] = v
+			}
+			swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
+			c.mu.Unlock()
+			if !swallow {
+				writeHeader(cw, 'S', n)
+				cw.Write(b)
+			}
+			continue
+		case 'Z':
+			br.Discard(5)
+			var st [1]byte
+			if n != 1 {
+				return fmt.Errorf("%w: ReadyForQuery of length %d", ErrProtocol, n+4)
+			}
+			if _, err := br.Read(st[:]); err != nil {
+				return err
+			}
+			c.mu.Lock()
+			s.emitSynth()
+			swallow := false
+			if s.queued() > 0 && ends(s.q[s.qh].kind, 'Z') {
+				swallow = s.pop().act == actSwallow
+			}
+			s.emitSynth()
+			s.status = st[0]
+			if !swallow {
+				cw.Write([]byte{'Z', 0, 0, 0, 5, st[0]})
+				c.stats.txnEnd(st[0])
+			}
+			if s.queued() > 0 {
+				c.mu.Unlock()
+				continue
+			}
+			if c.leaving {
+				// Only the pooler's reset query was left; give the server back.
+				c.srv = nil
+				s.client.Store(nil)
+				c.mu.Unlock()
+				s.pool.release(s, st[0] == 'I')
+				return nil
+			}
+			if c.mode == modeSession {
+				c.mu.Unlock()
+				continue
+			}
+			if st[0] != 'I' {
+				c.mu.Unlock()
+				if c.mode == modeStatement {
+					var m msgBuilder
+					cw.Write(m.errorMsg("FATAL", codeFeatureNotSupp, "transaction blocks not allowed in statement pooling mode").b)
+					cw.Flush()
+					c.conn.Close()
+					return fmt.Errorf("pooler: transaction in statement mode")
+				}
+				continue
+			}
+			for s.hold {
+				// The client goroutine is writing its next batch; wait for
+				// it to finish, then decide again.
+				s.waiting = true
+				c.mu.Unlock()
+				<-s.holdCh
+				c.mu.Lock()
+			}
+			if c.srv != s {
+				c.mu.Unlock()
+				return errDetached
+			}
+			if s.queued() > 0 {
+				c.mu.Unlock()
+				continue
+			}
+			if err := cw.Flush(); err != nil {
+				c.mu.Unlock()
+				return err
+			}
+			c.srv = nil
+			s.client.Store(nil)
+			c.mu.Unlock()
+			s.pool.release(s, true)
+			return nil
+		case '1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E':
+			c.mu.Lock()
+			s.emitSynth()
+			swallow := false
+			if s.queued() > 0 {
+				h := s.q[s.qh]
+				switch {
+				case h.kind == 'Q' || h.kind == 'F' || h.kind == 'S':
+					swallow = h.act == actSwallow
+				case t == 'E':
+					s.forgetFailed(s.pop())
+					s.skipToSync()
+				case ends(h.kind, t):
+					swallow = s.pop().act == actSwallow
+				}
+			}
+			if swallow {
+				c.mu.Unlock()
+				br.Discard(5 + n)
+				continue
+			}
+			c.stats.recv(n + 5)
+			err := copyBody(cw, br, n+5)
+			s.emitSynth()
+			c.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		default:
+			c.stats.recv(n + 5)
+			if err := copyBody(cw, br, n+5); err != nil {
+				return err
+			}
+		}
+	}
+}
