@@ -23,10 +23,20 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	app := &cli.App{
+	return newApp().RunContext(ctx, args)
+}
+
+// newApp builds the CLI; tests set its Reader and Writer.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:            "pghactl",
-		Usage:           "operate a pgha cluster",
+		Usage:           "operate a pgha cluster (patronictl-compatible commands)",
 		HideHelpCommand: true,
+		Flags:           globalFlags(),
+		Commands: []*cli.Command{
+			listCommand(), topologyCommand(), switchoverCommand(), failoverCommand(),
+			restartCommand(), reloadCommand(), reinitCommand(), pauseCommand(), resumeCommand(),
+			showConfigCommand(), editConfigCommand(), historyCommand(), dsnCommand(),
+		},
 	}
-	return app.RunContext(ctx, args)
 }

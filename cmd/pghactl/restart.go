@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+func restartCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restart",
+		Usage:     "restart Postgres on members (all when none named)",
+		ArgsUsage: "[MEMBER...]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "role", Aliases: []string{"r"}, Usage: "only members with this role: leader, primary, replica or any", Value: "any"},
+			&cli.BoolFlag{Name: "pending", Usage: "only members with a pending restart"},
+			&cli.BoolFlag{Name: "force", Usage: "do not ask for confirmation"},
+		},
+		Action: withCtl(func(ctx context.Context, x *ctl, c *cli.Context) error {
+			args, err := positional(c)
+			if err != nil {
+				return err
+			}
+			v, err := x.view(ctx)
+			if err != nil {
+				return err
+			}
+			ms, err := selectMembers(v, args, c.String("role"))
+			if err != nil {
+				return err
+			}
+			if err := printMembers(x.out, v, "pretty"); err != nil {
+				return err
+			}
+			if !c.Bool("force") {
+				if err := x.confirm("Are you sure you want to restart members " + names(ms) + "?"); err != nil {
+					return fmt.Errorf("restart aborted: %w", err)
+				}
+			}
+			body := map[string]any{}
+			if c.Bool("pending") {
+				body["restart_pending"] = true
+			}
+			b, _ := json.Marshal(body)
+			var failed []string
+			for _, m := range ms {
+				code, resp, err := x.request(ctx, m, "POST", "/restart", string(b), 2*time.Minute)
+				switch {
+				case err != nil:
+					failed = append(failed, m.Name)
+					fmt.Fprintf(x.out, "Failed: restart for member %s, %v\n", m.Name, err)
+				case code == 200:
+					fmt.Fprintf(x.out, "Success: restart on member %s\n", m.Name)
+				default:
+					failed = append(failed, m.Name)
+					fmt.Fprintf(x.out, "Failed: restart for member %s, status code=%d, (%s)\n", m.Name, code, resp)
+				}
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("restart failed on %s", strings.Join(failed, ", "))
+			}
+			return nil
+		}),
+	}
+}
+
+// selectMembers returns the named members (all when none named) that have
+// role ("any", "leader"/"primary"/"master", "replica").
+func selectMembers(v cluster.View, want []string, role string) ([]cluster.Member, error) {
+	var ms []cluster.Member
+	if len(want) == 0 {
+		ms = append(ms, v.Members...)
+	} else {
+		for _, n := range want {
+			m, err := member(v, n)
+			if err != nil {
+				return nil, err
+			}
+			ms = append(ms, m)
+		}
+	}
+	var out []cluster.Member
+	for _, m := range ms {
+		isLeader := m.Name == v.Leader
+		switch role {
+		case "", "any":
+		case "leader", "primary", "master":
+			if !isLeader {
+				continue
+			}
+		case "replica":
+			if isLeader {
+				continue
+			}
+		default:
+			return nil, fmt.Errorf("--role %q: use leader, primary, replica or any", role)
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no member of cluster %s matches role %s", v.Scope, role)
+	}
+	return out, nil
+}
+
+func names(ms []cluster.Member) string {
+	s := make([]string, len(ms))
+	for i, m := range ms {
+		s[i] = m.Name
+	}
+	return strings.Join(s, ", ")
+}
