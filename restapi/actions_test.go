@@ -180,11 +180,11 @@ func TestConfigPatchPut(t *testing.T) {
 			t.Errorf("%s /config %s = %d %q, want %d containing %q", c.method, c.body, code, body, c.want, c.wantBody)
 		}
 	}
-	// PUT is unconditional.
+	// PUT replaces the whole config: left-out keys take their defaults.
 	acts.err = nil
 	do(t, ts, "PUT", "/config", `{"ttl":20}`)
-	if acts.configRev != 0 || acts.config.LoopWait.D() != time.Second {
-		t.Errorf("PUT wrote rev %d loop_wait %v, want unconditional with defaults", acts.configRev, acts.config.LoopWait)
+	if acts.configRev != 7 || acts.config.LoopWait.D() != time.Second || acts.config.PostgreSQL.Parameters != nil {
+		t.Errorf("PUT wrote rev %d config %+v, want rev 7 with defaults", acts.configRev, acts.config)
 	}
 	// A patch that changes nothing writes nothing.
 	n := len(acts.called())

@@ -132,8 +132,9 @@ func (s *Server) patchConfig(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, doc)
 }
 
-// putConfig is PUT /config: replace the config key unconditionally (502
-// when the write fails, as Patroni).
+// putConfig is PUT /config: replace the config key (502 when the write
+// fails, as Patroni). The write is a compare-and-swap against the revision
+// just read, so a concurrent change is never silently lost.
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	body, err := readJSON(w, r, false)
 	if err != nil {
@@ -145,7 +146,8 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.actions.SetConfig(r.Context(), d, 0); err != nil {
+	v, _ := s.node.View()
+	if err := s.actions.SetConfig(r.Context(), d, v.ConfigRevision); err != nil {
 		code := http.StatusBadGateway
 		if errors.Is(err, ErrBadRequest) {
 			code = http.StatusBadRequest

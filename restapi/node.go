@@ -42,8 +42,9 @@ type Actions interface {
 	// (error) on the leader, and when a task is running unless force.
 	Reinitialize(ctx context.Context, force bool) error
 	// SetConfig writes the dynamic configuration key if its mod_revision
-	// equals revision (ErrConflict otherwise); revision 0 writes
-	// unconditionally.
+	// still equals revision, the one the change was based on (0: the key
+	// did not exist); otherwise it returns ErrConflict. leader.CASConfig
+	// has exactly this contract (wrap leader.ErrConflict in ErrConflict).
 	SetConfig(ctx context.Context, c config.DynamicConfig, revision int64) error
 }
 
