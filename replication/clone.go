@@ -86,6 +86,8 @@ func (in *Instance) CloneFrom(ctx context.Context, primary Primary) error {
 // process that died mid-copy.
 func (in *Instance) removeStaleClones() {
 	matches, _ := filepath.Glob(in.cfg.DataDir + cloneSuffix + "*")
+	wiped, _ := filepath.Glob(in.cfg.DataDir + ".pgha-wipe-*")
+	matches = append(matches, wiped...)
 	for _, m := range matches {
 		in.log.Warn("removing an interrupted clone", "path", m)
 		_ = os.RemoveAll(m)

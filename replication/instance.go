@@ -218,6 +218,14 @@ func (in *Instance) postmasterPID() int {
 	if err == nil && !strings.HasPrefix(strings.TrimSpace(string(comm)), "postgres") {
 		return 0 // pid reused by something else
 	}
+	// Every postgres process works in its data directory: a pid reused
+	// by another cluster's backend has another cwd.
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil {
+		want, werr := filepath.EvalSymlinks(in.cfg.DataDir)
+		if werr == nil && filepath.Clean(cwd) != want {
+			return 0
+		}
+	}
 	return pid
 }
 
@@ -233,7 +241,7 @@ func (in *Instance) Kill() error {
 	}
 	in.log.Warn("killing postgres", "pid", pid)
 	target := pid
-	if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 {
+	if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
 		target = -pgid
 	}
 	if err := syscall.Kill(target, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -247,6 +255,30 @@ func (in *Instance) Kill() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("replication: postgres pid %d still alive 5s after SIGKILL", pid)
+}
+
+// Wipe removes the data directory of a stopped server (after a failed
+// rewind, before CloneFrom). The directory is first renamed aside, so an
+// interrupted removal never leaves something that looks like a cluster.
+func (in *Instance) Wipe(ctx context.Context) error {
+	if in.IsRunning() {
+		return fmt.Errorf("replication: wipe %s: postgres is running: stop it first", in.cfg.DataDir)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("replication: wipe %s: %w", in.cfg.DataDir, err)
+	}
+	trash := in.cfg.DataDir + ".pgha-wipe-" + randomHex()
+	if err := os.Rename(in.cfg.DataDir, trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("replication: wipe %s: %w", in.cfg.DataDir, err)
+	}
+	in.log.Warn("data directory removed", "moved_to", trash)
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("replication: wipe %s: remove %s: %w", in.cfg.DataDir, trash, err)
+	}
+	return nil
 }
 
 // checkOwner fails when dir exists and belongs to another user than

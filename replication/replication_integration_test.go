@@ -2,7 +2,6 @@ package replication_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +150,27 @@ func TestFailoverCycle(t *testing.T) {
 	if ast.SenderPort != b.Port || !ast.InRecovery {
 		t.Fatalf("rewound node status %+v: want a replica streaming from port %d", ast, b.Port)
 	}
+
+	// Planned switchover back: stop the primary cleanly (its replica
+	// receives every record), promote the replica, demote the old
+	// primary, which follows without a rewind.
+	if err := b.Instance.Stop(ctx, replication.StopFast); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Instance.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Instance.Demote(ctx, a.Primary()); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitStreaming(t, 60*time.Second)
+	insertRows(t, a, 3501, 4000)
+	countRows(t, b, 4000)
+	countRows(t, a, 4000)
+	bst = b.WaitFor(t, 30*time.Second, "on timeline 3", func(s replication.Status) bool { return s.Timeline == 3 })
+	if bst.SenderPort != a.Port {
+		t.Fatalf("demoted node streams from %d, want %d", bst.SenderPort, a.Port)
+	}
 }
 
 // TestFollowWithoutRestart repoints a running replica at another
@@ -186,9 +206,45 @@ func TestFollowWithoutRestart(t *testing.T) {
 	insertRows(t, p, 101, 200)
 	countRows(t, r2, 200)
 
+	// Restart gives a new postmaster that comes back as a replica.
+	if err := r2.Instance.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted := r2.WaitFor(t, 60*time.Second, "streaming after restart", func(s replication.Status) bool {
+		return s.Receiver == "streaming" && s.SenderPort == r1.Port
+	})
+	if restarted.PID == after.PID {
+		t.Fatalf("Restart kept pid %d", restarted.PID)
+	}
+	if err := r2.Instance.Stop(ctx, "sideways"); err == nil {
+		t.Fatal("bad stop mode accepted")
+	}
+
+	// Wipe refuses a running server, then removes a stopped one so it
+	// can be cloned again.
+	if err := r2.Instance.Wipe(ctx); err == nil {
+		t.Fatal("Wipe removed a running server's data directory")
+	}
+	if err := r2.Instance.Stop(ctx, replication.StopImmediate); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Instance.Wipe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r2.Instance.IsInitialized() {
+		t.Fatal("data directory still initialized after Wipe")
+	}
+	if err := r2.Instance.CloneFrom(ctx, p.Primary()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Instance.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2.WaitStreaming(t, 60*time.Second)
+	countRows(t, r2, 200)
+
 	// Follow refuses a primary.
 	if err := p.Instance.Follow(ctx, r1.Primary()); err == nil || !strings.Contains(err.Error(), "not a replica") {
 		t.Fatalf("Follow on a primary: %v", err)
 	}
-	_ = fmt.Sprint
 }

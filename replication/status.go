@@ -82,7 +82,10 @@ type ReplicationRow struct {
 }
 
 // Status reports the server's state. A stopped server is not an error:
-// Running is false and the control-file fields are filled.
+// Running is false and the control-file fields are filled. When the
+// postmaster is alive but cannot be queried (still starting, or hung),
+// Status returns what it knows (PID set, Running false) together with the
+// error; a server still in startup (57P03) is not an error.
 func (in *Instance) Status(ctx context.Context) (Status, error) {
 	var st Status
 	if !in.IsInitialized() {

@@ -248,3 +248,11 @@ func osUserIDs(t testing.TB) (int, int) {
 	gid, _ := strconv.Atoi(u.Gid)
 	return uid, gid
 }
+
+// Chown gives path to OSUser when the test runs as root.
+func Chown(t testing.TB, path string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		chownTo(t, path)
+	}
+}
