@@ -89,6 +89,12 @@ type Local struct {
 	SystemID   string
 	// Position is a primary's write LSN or a replica's max(receive, replay).
 	Position int64
+	// ReceiveLSN and ReplayLSN describe a replica.
+	ReceiveLSN, ReplayLSN int64
+	// Streaming: the WAL receiver streams from an upstream.
+	Streaming      bool
+	ServerVersion  int
+	PendingRestart bool
 }
 
 // Peer is what is known of another member's position.

@@ -201,3 +201,24 @@ func CASConfig(ctx context.Context, cli *clientv3.Client, namespace, scope strin
 	}
 	return nil
 }
+
+// ClearFailoverKey deletes the failover key when its mod_revision is
+// still rev (ErrConflict otherwise); rev 0 deletes it unconditionally.
+func ClearFailoverKey(ctx context.Context, cli *clientv3.Client, namespace, scope string, rev int64) error {
+	key := Prefix(namespace, scope) + keyFailover
+	if rev == 0 {
+		if _, err := cli.Delete(ctx, key); err != nil {
+			return fmt.Errorf("leader: delete failover key: %w", err)
+		}
+		return nil
+	}
+	resp, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return fmt.Errorf("leader: delete failover key: %w", err)
+	}
+	if !resp.Succeeded {
+		return ErrConflict
+	}
+	return nil
+}

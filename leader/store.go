@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -133,7 +134,7 @@ func (s *Store) WriteHistory(ctx context.Context, lease clientv3.LeaseID, h []cl
 
 // FinishFailover deletes the failover key when it still has revision rev
 // (a newer request is left alone).
-func (s *Store) FinishFailover(ctx context.Context, lease clientv3.LeaseID, rev int64) error {
+func (s *Store) FinishFailover(ctx context.Context, rev int64) error {
 	k := s.key(keyFailover)
 	if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
 		Then(clientv3.OpDelete(k)).Commit(); err != nil {
@@ -193,6 +194,26 @@ func (s *Store) SeedConfig(ctx context.Context, c config.DynamicConfig) (bool, e
 	return err == nil, err
 }
 
+// wakesLoop reports whether events matter at once: anything but routine
+// updates of member keys and the leader's status/history (members publish
+// every loop_wait; waking on those would make every member's cycle wake
+// every other one).
+func wakesLoop(prefix string, evs []*clientv3.Event) bool {
+	for _, ev := range evs {
+		k := strings.TrimPrefix(string(ev.Kv.Key), prefix)
+		switch {
+		case k == keyStatus || k == keyHistory:
+		case strings.HasPrefix(k, keyMembers):
+			if ev.Type == clientv3.EventTypeDelete || ev.IsCreate() {
+				return true
+			}
+		default:
+			return true
+		}
+	}
+	return false
+}
+
 // Watch signals notify (without blocking) on every change under the
 // cluster prefix until ctx ends, re-establishing the watch after errors.
 func (s *Store) Watch(ctx context.Context, notify chan<- struct{}) error {
@@ -203,6 +224,9 @@ func (s *Store) Watch(ctx context.Context, notify chan<- struct{}) error {
 			if resp.Err() != nil {
 				s.log.Debug("etcd watch error; re-watching", "err", resp.Err())
 				break
+			}
+			if !wakesLoop(s.prefix, resp.Events) {
+				continue
 			}
 			select {
 			case notify <- struct{}{}:

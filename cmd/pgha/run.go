@@ -1,19 +1,75 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/daemon"
 )
 
-// runCommand is the daemon. Owned by the HA-loop work (issue 3).
+// runCommand is the daemon: pgha run -c FILE. SIGTERM/SIGINT stop it
+// cleanly; SIGHUP re-reads FILE.
 func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the daemon for one node",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "node config `FILE`", Required: true}},
 		Action: func(c *cli.Context) error {
-			return errors.New("run: the HA loop is not built yet")
+			return runDaemon(c.Context, c.String("config"))
 		},
 	}
+}
+
+func runDaemon(ctx context.Context, path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		for _, p := range config.AsProblems(err) {
+			fmt.Fprintf(os.Stderr, "%s: %s\n", path, p)
+		}
+		return &exitError{code: 2, msg: fmt.Sprintf("%s: invalid configuration (pgha validate-config %s lists the problems)", path, path)}
+	}
+	log := newLogger(cfg.Log)
+	d, err := daemon.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	d.Add("sighup", func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				next, err := config.Load(path)
+				if err != nil {
+					log.Error("SIGHUP: configuration not reloaded", "file", path, "err", err)
+					continue
+				}
+				d.Reload(next)
+			}
+		}
+	})
+	log.Info("pgha starting", "member", cfg.Name, "scope", cfg.Scope, "postgres", cfg.PostgreSQL.Listen)
+	err = d.Run(ctx)
+	log.Info("pgha stopped", "member", cfg.Name)
+	return err
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

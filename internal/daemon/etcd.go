@@ -42,7 +42,7 @@ func StartEmbeddedEtcd(ctx context.Context, dir, name, clientAddr, peerAddr stri
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = name + "=" + pu.String()
 	cfg.LogLevel = "error"
-	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(nopZap())
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: start embedded etcd on %s: %w", clientAddr, err)

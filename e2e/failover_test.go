@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestBootstrapReplicateKillRejoin: three daemons bootstrap one cluster
+// (exactly one initdb), rows replicate, kill -9 of the leader's daemon and
+// Postgres makes another node primary that accepts writes, and the killed
+// node, restarted, rejoins as a replica with every row.
+func TestBootstrapReplicateKillRejoin(t *testing.T) {
+	tc := newCluster(t, 3, false, nil)
+	for _, n := range tc.nodes {
+		n.start()
+	}
+	lead := tc.waitHealthy(3 * time.Minute)
+	t.Logf("bootstrapped: leader %s", lead.name)
+	if v := tc.view(); v.Initialize == "" || v.Bootstrapping {
+		t.Fatalf("initialize key after bootstrap = %q (bootstrapping %v)", v.Initialize, v.Bootstrapping)
+	}
+
+	lead.exec("CREATE TABLE rows (id serial PRIMARY KEY, node text)")
+	for i := 0; i < 100; i++ {
+		lead.exec("INSERT INTO rows (node) VALUES ($1)", lead.name)
+	}
+	for _, n := range tc.nodes {
+		tc.waitFor(30*time.Second, n.name+" has 100 rows", func() string {
+			if k := n.count("rows"); k != 100 {
+				return fmt.Sprintf("%d rows", k)
+			}
+			return ""
+		})
+	}
+
+	killed := time.Now()
+	lead.kill9()
+	var next *node
+	tc.waitFor(60*time.Second, "a new writable primary", func() string {
+		v := tc.view()
+		if v.Leader == "" || v.Leader == lead.name {
+			return "leader " + v.Leader
+		}
+		next = tc.byName(v.Leader)
+		if next.count("rows") < 0 {
+			return "new leader not answering"
+		}
+		return ""
+	})
+	tc.waitFor(30*time.Second, next.name+" accepts writes", func() string {
+		ctx, cancel := ctxTimeout(3 * time.Second)
+		defer cancel()
+		if !next.writable(ctx, "rows") {
+			return "write failed"
+		}
+		return ""
+	})
+	t.Logf("failover to %s: writes again %.1fs after kill -9", next.name, time.Since(killed).Seconds())
+	for i := 0; i < 49; i++ {
+		next.exec("INSERT INTO rows (node) VALUES ($1)", next.name)
+	}
+	want := next.count("rows")
+	if want != 150 {
+		t.Fatalf("rows on the new leader = %d, want 150", want)
+	}
+
+	lead.start()
+	tc.waitHealthy(3*time.Minute, "node1", "node2", "node3")
+	for _, n := range tc.nodes {
+		tc.waitFor(60*time.Second, n.name+" has every row", func() string {
+			if k := n.count("rows"); k != want {
+				return fmt.Sprintf("%d rows, want %d", k, want)
+			}
+			return ""
+		})
+	}
+	if v := tc.view(); v.Leader != next.name {
+		t.Fatalf("leader changed to %s after the old leader rejoined", v.Leader)
+	}
+}

@@ -1,0 +1,318 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/leader"
+	"github.com/pgha/pgha/replication"
+)
+
+// Component is a long-lived part of the daemon (REST API, pooler): it runs
+// until ctx ends and returns nil then, or an error that stops the daemon.
+type Component func(ctx context.Context) error
+
+// Daemon is one pgha node.
+type Daemon struct {
+	cfg  config.Config
+	log  *slog.Logger
+	etcd *EmbeddedEtcd
+	cli  *clientv3.Client
+	inst *replication.Instance
+	loop *leader.Loop
+
+	mu         sync.Mutex
+	components map[string]Component
+	onFence    []func()
+}
+
+// New builds a node from cfg: it starts the embedded etcd when
+// etcd.embedded is set, connects the etcd client, and checks the local
+// Postgres environment. Run starts the HA loop and the components.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{cfg: cfg, log: log.With("member", cfg.Name), components: map[string]Component{}}
+	inst, err := replication.New(cfg.PostgreSQL, cfg.Bootstrap.Initdb, d.log)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.inst = inst
+	endpoints := cfg.Etcd.Endpoints
+	if cfg.Etcd.Embedded {
+		if len(endpoints) == 0 {
+			return nil, errors.New("daemon: etcd.embedded needs etcd.endpoints[0] as the address to serve clients on")
+		}
+		peer, err := freeLoopbackAddr()
+		if err != nil {
+			return nil, err
+		}
+		e, err := StartEmbeddedEtcd(ctx, cfg.Etcd.DataDir, cfg.Name, hostPort(endpoints[0]), peer, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		d.etcd = e
+		endpoints = []string{e.ClientURL}
+	}
+	dial := cfg.Etcd.DialTimeout.D()
+	if dial <= 0 {
+		dial = 5 * time.Second
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: dial,
+		Username:    cfg.Etcd.Username,
+		Password:    cfg.Etcd.Password,
+		Logger:      nopZap(),
+	})
+	if err != nil {
+		d.closeEtcd()
+		return nil, fmt.Errorf("daemon: etcd client for %v: %w", endpoints, err)
+	}
+	d.cli = cli
+	store := leader.NewStore(cli, cfg.Namespace, cfg.Scope, cfg.Name, d.log)
+	d.loop = leader.NewLoop(store, pgAdapter{in: inst}, leader.Options{
+		Name:      cfg.Name,
+		Tags:      cfg.Tags,
+		ConnURL:   "postgres://" + cfg.PostgreSQL.ConnectAddress + "/postgres",
+		APIURL:    "http://" + cfg.RESTAPI.ConnectAddress + "/patroni",
+		Bootstrap: cfg.Bootstrap.DCS,
+		OnFence:   d.fence,
+		Log:       log,
+	})
+	return d, nil
+}
+
+func hostPort(endpoint string) string {
+	s := strings.TrimPrefix(strings.TrimPrefix(endpoint, "http://"), "https://")
+	return strings.TrimSuffix(s, "/")
+}
+
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("daemon: pick a port for the embedded etcd's peer URL: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Add registers a component to run under the daemon's errgroup. Call it
+// before Run.
+func (d *Daemon) Add(name string, c Component) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.components[name] = c
+}
+
+// OnFence registers a hook called first whenever this node must stop
+// taking writes at once (fencing, switchover, shutdown handover): the
+// pooler pauses there. Hooks must not block.
+func (d *Daemon) OnFence(fn func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onFence = append(d.onFence, fn)
+}
+
+func (d *Daemon) fence() {
+	d.mu.Lock()
+	hooks := append([]func(){}, d.onFence...)
+	d.mu.Unlock()
+	for _, h := range hooks {
+		h()
+	}
+}
+
+// Run runs the HA loop and every component until ctx ends or one fails,
+// then stops cleanly: components end, the leader hands over, Postgres is
+// stopped, the etcd client (and embedded etcd) closed.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.loop.Run(gctx) })
+	d.mu.Lock()
+	for name, c := range d.components {
+		g.Go(func() error {
+			if err := c(gctx); err != nil {
+				return fmt.Errorf("daemon: %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	d.mu.Unlock()
+	if d.etcd != nil {
+		g.Go(func() error {
+			select {
+			case err := <-d.etcd.Err():
+				return fmt.Errorf("daemon: embedded etcd: %w", err)
+			case <-gctx.Done():
+				return nil
+			}
+		})
+	}
+	return g.Wait()
+}
+
+func (d *Daemon) close() {
+	if d.cli != nil {
+		d.cli.Close()
+	}
+	d.closeEtcd()
+}
+
+func (d *Daemon) closeEtcd() {
+	if d.etcd != nil {
+		d.etcd.Close()
+	}
+}
+
+// Kill stops the HA loop at once without handing over, stopping Postgres
+// or revoking the lease: what kill -9 of the daemon leaves behind. Tests
+// use it; cancel Run's ctx afterwards.
+func (d *Daemon) Kill() { d.loop.Kill() }
+
+// Name is this member's name.
+func (d *Daemon) Name() string { return d.cfg.Name }
+
+// Config returns the node configuration.
+func (d *Daemon) Config() config.Config { return d.cfg }
+
+// Client is the etcd client (for components that must write keys through
+// the leader package, e.g. config PATCH).
+func (d *Daemon) Client() *clientv3.Client { return d.cli }
+
+// Instance is the local Postgres.
+func (d *Daemon) Instance() *replication.Instance { return d.inst }
+
+// View returns the latest cluster snapshot; ok is false while etcd is
+// unreachable or before the first read.
+func (d *Daemon) View() (cluster.View, bool) { return d.loop.View() }
+
+// Changed returns a channel closed at the next cycle that published a new
+// view or local state; call again after each close.
+func (d *Daemon) Changed() <-chan struct{} { return d.loop.Changed() }
+
+// LoopInfo is the HA loop's own state (is leader, last etcd contact, last
+// cycle, local Postgres as last seen).
+func (d *Daemon) LoopInfo() leader.Info { return d.loop.Info() }
+
+// Targets are where the pooler routes: the primary's and healthy
+// replicas' host:port, from the view.
+type Targets struct {
+	Primary  string
+	Replicas []string
+}
+
+// Targets derives the pooler's routing from the view: the leader's
+// address when it runs as primary, and running replicas without
+// noloadbalance.
+func (d *Daemon) Targets() Targets {
+	v, _ := d.loop.View()
+	return TargetsOf(v)
+}
+
+// TargetsOf derives routing targets from a view.
+func TargetsOf(v cluster.View) Targets {
+	var t Targets
+	for _, m := range v.Members {
+		up, err := leader.UpstreamFromConnURL(m.Name, m.ConnURL)
+		if err != nil {
+			continue
+		}
+		addr := net.JoinHostPort(up.Host, fmt.Sprint(up.Port))
+		running := m.State == cluster.StateRunning || m.State == cluster.StateStreaming
+		switch {
+		case m.Name == v.Leader && m.Role == cluster.RolePrimary && running:
+			t.Primary = addr
+		case m.Role == cluster.RoleReplica && running && !m.Tags.NoLoadBalance:
+			t.Replicas = append(t.Replicas, addr)
+		}
+	}
+	return t
+}
+
+// RequestFailover writes the failover key and wakes the loop.
+func (d *Daemon) RequestFailover(ctx context.Context, f cluster.Failover) error {
+	if err := leader.RequestFailover(ctx, d.cli, d.cfg.Namespace, d.cfg.Scope, f); err != nil {
+		return err
+	}
+	d.loop.Wake()
+	return nil
+}
+
+// ClearFailover deletes the failover key when its revision is still rev
+// (leader.ErrConflict otherwise; rev 0 deletes unconditionally).
+func (d *Daemon) ClearFailover(ctx context.Context, rev int64) error {
+	return leader.ClearFailoverKey(ctx, d.cli, d.cfg.Namespace, d.cfg.Scope, rev)
+}
+
+// SetConfig stores the dynamic config if its revision is still rev
+// (leader.ErrConflict otherwise).
+func (d *Daemon) SetConfig(ctx context.Context, c config.DynamicConfig, rev int64) error {
+	if err := leader.CASConfig(ctx, d.cli, d.cfg.Namespace, d.cfg.Scope, c, rev); err != nil {
+		return err
+	}
+	d.loop.Wake()
+	return nil
+}
+
+// Restart restarts the local Postgres inside the HA loop (between two
+// cycles) and returns when it is up or failed to come up.
+func (d *Daemon) Restart(ctx context.Context) error {
+	return d.loop.Do(ctx, func(ctx context.Context) error { return d.inst.Restart(ctx) })
+}
+
+// Reinitialize wipes the local data dir and re-clones it from the leader,
+// inside the HA loop. It refuses on the leader.
+func (d *Daemon) Reinitialize(ctx context.Context, force bool) error {
+	return d.loop.Do(ctx, func(ctx context.Context) error {
+		v, ok := d.loop.View()
+		if !ok {
+			return errors.New("daemon: reinitialize: etcd unreachable, leader unknown")
+		}
+		if v.Leader == d.cfg.Name {
+			return fmt.Errorf("daemon: reinitialize: %s is the leader: %w", d.cfg.Name, ErrNotPossible)
+		}
+		if v.Leader == "" {
+			return fmt.Errorf("daemon: reinitialize: the cluster has no leader to clone from: %w", ErrNotPossible)
+		}
+		if err := d.inst.Stop(ctx, replication.StopFast); err != nil {
+			return err
+		}
+		if err := (pgAdapter{in: d.inst}).Wipe(ctx); err != nil {
+			return err
+		}
+		d.log.Info("reinitialize: data dir wiped; the loop re-clones from the leader", "leader", v.Leader)
+		return nil
+	})
+}
+
+// ErrNotPossible marks a request the cluster's state refuses.
+var ErrNotPossible = errors.New("daemon: not possible")
+
+// Reload applies a re-read configuration file. Tags apply at once; other
+// changed keys are reported as needing a restart of the daemon.
+func (d *Daemon) Reload(next config.Config) {
+	d.mu.Lock()
+	prev := d.cfg
+	d.cfg.Tags = next.Tags
+	d.mu.Unlock()
+	d.loop.SetTags(next.Tags)
+	d.log.Info("configuration reloaded", "tags", fmt.Sprintf("%+v", next.Tags))
+	if prev.PostgreSQL.Listen != next.PostgreSQL.Listen || prev.PostgreSQL.DataDir != next.PostgreSQL.DataDir ||
+		prev.Scope != next.Scope || prev.Name != next.Name || strings.Join(prev.Etcd.Endpoints, ",") != strings.Join(next.Etcd.Endpoints, ",") {
+		d.log.Warn("configuration reload: scope, name, etcd endpoints, postgresql.listen and data_dir changes need a daemon restart")
+	}
+}

@@ -1,0 +1,99 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/pgha/pgha/leader"
+	"github.com/pgha/pgha/replication"
+)
+
+// pgAdapter drives a replication.Instance through leader.Postgres.
+type pgAdapter struct {
+	in *replication.Instance
+}
+
+var _ leader.Postgres = pgAdapter{}
+
+func primaryOf(up leader.Upstream) replication.Primary {
+	return replication.Primary{Host: up.Host, Port: up.Port}
+}
+
+func (p pgAdapter) Status(ctx context.Context) (leader.Local, error) {
+	if !p.in.IsInitialized() {
+		return leader.Local{}, nil
+	}
+	st, err := p.in.Status(ctx)
+	local := leader.Local{
+		Initialized:    true,
+		Standby:        p.in.IsStandby(),
+		Running:        st.Running,
+		InRecovery:     st.InRecovery,
+		Timeline:       st.Timeline,
+		SystemID:       st.SystemIdentifier,
+		ReceiveLSN:     int64(st.ReceiveLSN),
+		ReplayLSN:      int64(st.ReplayLSN),
+		Streaming:      st.Receiver == "streaming",
+		ServerVersion:  st.ServerVersion,
+		PendingRestart: st.PendingRestart,
+	}
+	if st.InRecovery {
+		local.Position = max(int64(st.ReceiveLSN), int64(st.ReplayLSN))
+	} else {
+		local.Position = int64(st.WriteLSN)
+	}
+	if err != nil {
+		if errors.Is(err, replication.ErrNotInitialized) {
+			return leader.Local{}, nil
+		}
+		return local, fmt.Errorf("daemon: postgres status: %w", err)
+	}
+	return local, nil
+}
+
+func (p pgAdapter) Bootstrap(ctx context.Context) error { return p.in.Init(ctx) }
+func (p pgAdapter) Start(ctx context.Context) error     { return p.in.Start(ctx) }
+func (p pgAdapter) Promote(ctx context.Context) error   { return p.in.Promote(ctx) }
+
+func (p pgAdapter) Stop(ctx context.Context, immediate bool) error {
+	mode := replication.StopFast
+	if immediate {
+		mode = replication.StopImmediate
+	}
+	return p.in.Stop(ctx, mode)
+}
+
+// Demote with no upstream makes a standby of this node's own address: it
+// stays read-only and its WAL receiver retries harmlessly until the loop
+// points it at a leader.
+func (p pgAdapter) Demote(ctx context.Context, up *leader.Upstream) error {
+	target := replication.Primary{Host: p.in.Host(), Port: p.in.Port()}
+	if up != nil {
+		target = primaryOf(*up)
+	}
+	return p.in.Demote(ctx, target)
+}
+
+func (p pgAdapter) Follow(ctx context.Context, up leader.Upstream) error {
+	return p.in.Follow(ctx, primaryOf(up))
+}
+
+func (p pgAdapter) Clone(ctx context.Context, up leader.Upstream) error {
+	return p.in.CloneFrom(ctx, primaryOf(up))
+}
+
+func (p pgAdapter) Rewind(ctx context.Context, up leader.Upstream) error {
+	return p.in.Rewind(ctx, primaryOf(up))
+}
+
+func (p pgAdapter) Wipe(ctx context.Context) error {
+	if p.in.IsRunning() {
+		return fmt.Errorf("daemon: refuse to wipe %s while postgres runs", p.in.DataDir())
+	}
+	if err := os.RemoveAll(p.in.DataDir()); err != nil {
+		return fmt.Errorf("daemon: wipe data dir %s: %w", p.in.DataDir(), err)
+	}
+	return nil
+}

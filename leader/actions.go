@@ -1,0 +1,282 @@
+package leader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+// execute carries out one action.
+func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
+	lease := l.lease.State().ID
+	etcdTimeout := f.View.Config.RetryTimeout.D()
+	if etcdTimeout <= 0 {
+		etcdTimeout = 3 * time.Second
+	}
+	ectx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, etcdTimeout) }
+	upstream := func() (Upstream, error) {
+		m, ok := f.View.Member(a.Target)
+		if !ok {
+			return Upstream{}, fmt.Errorf("leader: member %s has no member key", a.Target)
+		}
+		return UpstreamFromConnURL(m.Name, m.ConnURL)
+	}
+	switch a.Kind {
+	case Nothing, Keep:
+		return nil
+
+	case Fence:
+		l.fence()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		l.log.Warn("fencing: stopping postgres immediately", "why", a.Why)
+		return l.pg.Stop(sctx, true)
+
+	case Bootstrap:
+		return l.bootstrap(ctx, f, lease)
+
+	case Clone, Reclone:
+		up, err := upstream()
+		if err != nil {
+			return err
+		}
+		if a.Kind == Reclone {
+			if err := l.pg.Stop(ctx, false); err != nil {
+				return err
+			}
+			if err := l.pg.Wipe(ctx); err != nil {
+				return err
+			}
+		}
+		l.state = cluster.StateCreatingReplica
+		if err := l.pg.Clone(ctx, up); err != nil {
+			return err
+		}
+		l.rewindFailed, l.cleanStop = false, false
+		l.following = up.Name
+		return l.pg.Start(ctx)
+
+	case StartReplica:
+		if a.Target == "" {
+			if f.Local.Standby {
+				return l.pg.Start(ctx)
+			}
+			return l.pg.Demote(ctx, nil)
+		}
+		up, err := upstream()
+		if err != nil {
+			return err
+		}
+		l.following = up.Name
+		l.cleanStop = false
+		if f.Local.Standby {
+			if err := l.pg.Follow(ctx, up); err != nil {
+				return err
+			}
+			return l.pg.Start(ctx)
+		}
+		return l.pg.Demote(ctx, &up)
+
+	case Follow:
+		up, err := upstream()
+		if err != nil {
+			return err
+		}
+		if err := l.pg.Follow(ctx, up); err != nil {
+			return err
+		}
+		l.following = up.Name
+		return nil
+
+	case Rewind:
+		up, err := upstream()
+		if err != nil {
+			return err
+		}
+		if err := l.pg.Rewind(ctx, up); err != nil {
+			l.rewindFailed = true
+			return fmt.Errorf("leader: rewind against %s (will re-clone): %w", up.Name, err)
+		}
+		l.following = up.Name
+		return l.pg.Start(ctx)
+
+	case Demote:
+		l.fence()
+		if a.Target == "" {
+			return l.pg.Demote(ctx, nil)
+		}
+		// Stop now; the next cycle rewinds (a no-op when the timelines did
+		// not diverge) and starts as a replica of the leader.
+		l.cleanStop = false
+		return l.pg.Stop(ctx, false)
+
+	case Acquire:
+		c, cancel := ectx()
+		ok, err := l.store.AcquireLeader(c, lease)
+		cancel()
+		if err != nil || !ok {
+			return err
+		}
+		l.log.Info("took the leader key", "why", a.Why)
+		return l.promote(ctx, f, lease, "failover: "+a.Why)
+
+	case AdoptLeader:
+		c, cancel := ectx()
+		defer cancel()
+		return l.store.AdoptLeader(c, lease, f.View.LeaderRevision)
+
+	case Promote:
+		return l.promote(ctx, f, lease, a.Why)
+
+	case Restart:
+		l.crashTried = true
+		l.state = cluster.StateStarting
+		timeout := f.View.Config.MasterStartTimeout.D()
+		if timeout <= 0 {
+			timeout = 5 * time.Second
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := l.pg.Start(sctx); err != nil {
+			return fmt.Errorf("leader: restart crashed primary within %s: %w", timeout, err)
+		}
+		return nil
+
+	case Release:
+		l.fence()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_ = l.pg.Stop(sctx, true)
+		cancel()
+		c, cancel := ectx()
+		defer cancel()
+		return l.store.ReleaseLeader(c)
+
+	case Switchover, Handover:
+		l.fence()
+		if err := l.pg.Stop(ctx, false); err != nil {
+			return err
+		}
+		l.cleanStop = true
+		c, cancel := ectx()
+		defer cancel()
+		return l.store.ReleaseLeader(c)
+
+	case ClearFailover:
+		c, cancel := ectx()
+		defer cancel()
+		return l.store.FinishFailover(c, f.View.Failover.Revision)
+
+	case Shutdown:
+		return l.pg.Stop(ctx, false)
+	}
+	return fmt.Errorf("leader: unknown action %q", a.Kind)
+}
+
+func (l *Loop) fence() {
+	if l.opt.OnFence != nil {
+		l.opt.OnFence()
+	}
+}
+
+// promote promotes the local replica (if it is one) after taking the key,
+// records the timeline switch in history, and clears a failover request.
+// A failed promotion releases the key so another member can try.
+func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why string) error {
+	if f.Local.InRecovery || !f.Local.Running {
+		if !f.Local.Running {
+			if err := l.pg.Start(ctx); err != nil {
+				return l.releaseAfter(ctx, fmt.Errorf("leader: start before promote: %w", err))
+			}
+		}
+		if err := l.pg.Promote(ctx); err != nil {
+			return l.releaseAfter(ctx, err)
+		}
+		hist := append([]cluster.HistoryEntry(nil), f.View.History...)
+		hist = append(hist, cluster.HistoryEntry{Timeline: f.Local.Timeline, LSN: f.Local.Position, Reason: why, Timestamp: time.Now(), NewLeader: l.opt.Name})
+		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if err := l.store.WriteHistory(hctx, lease, hist); err != nil {
+			l.log.Warn("write history", "err", err)
+		}
+		cancel()
+	}
+	l.crashTried, l.cleanStop, l.rewindFailed, l.following = false, false, false, ""
+	if f.View.Failover != nil {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := l.store.ClearFailover(cctx); err != nil {
+			l.log.Warn("clear failover key", "err", err)
+		}
+	}
+	return nil
+}
+
+func (l *Loop) releaseAfter(ctx context.Context, cause error) error {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	if err := l.store.ReleaseLeader(c); err != nil {
+		return errors.Join(cause, err)
+	}
+	return fmt.Errorf("%w (leader key released)", cause)
+}
+
+// bootstrap races for the initialize key; the winner initialises (or
+// adopts an existing data dir), takes the leader key and stores the system
+// identifier.
+func (l *Loop) bootstrap(ctx context.Context, f Facts, lease clientv3.LeaseID) error {
+	c, cancel := context.WithTimeout(ctx, 3*time.Second)
+	won, err := l.store.ClaimInitialize(c, lease)
+	cancel()
+	if err != nil || !won {
+		return err
+	}
+	l.log.Info("won the initialize race: bootstrapping the cluster")
+	l.state = cluster.StateInitializing
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	l.publishMember(pctx, f.Local)
+	pcancel()
+	fail := func(err error) error {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		defer cancel()
+		if cerr := l.store.CancelInitialize(c); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return fmt.Errorf("leader: bootstrap: %w", err)
+	}
+	if !f.Local.Initialized {
+		if err := l.pg.Bootstrap(ctx); err != nil {
+			return fail(err)
+		}
+	} else if err := l.pg.Start(ctx); err != nil {
+		return fail(err)
+	}
+	c, cancel = context.WithTimeout(ctx, 3*time.Second)
+	ok, err := l.store.AcquireLeader(c, lease)
+	cancel()
+	if err != nil || !ok {
+		_ = l.pg.Stop(ctx, true)
+		return fail(fmt.Errorf("take the leader key after initdb: ok=%v err=%v", ok, err))
+	}
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	st, err := l.pg.Status(sctx)
+	scancel()
+	if err != nil {
+		return fail(err)
+	}
+	if st.InRecovery {
+		if err := l.pg.Promote(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	c, cancel = context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := l.store.CompleteInitialize(c, st.SystemID); err != nil {
+		return err
+	}
+	l.log.Info("cluster bootstrapped", "system_identifier", st.SystemID)
+	return nil
+}

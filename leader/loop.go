@@ -1,0 +1,448 @@
+package leader
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/config"
+)
+
+// Options configure a Loop.
+type Options struct {
+	// Name is this member's name; Tags its tags.
+	Name string
+	Tags config.Tags
+	// ConnURL (postgres://host:port/postgres) and APIURL
+	// (http://host:port/patroni) are published in the member key.
+	ConnURL string
+	APIURL  string
+	// Bootstrap seeds the config key when the cluster has none.
+	Bootstrap config.DynamicConfig
+	// OnFence is called first when this node must stop taking writes
+	// (fencing, switchover, handover): the pooler pauses there. It must
+	// not block.
+	OnFence func()
+	Log     *slog.Logger
+}
+
+// Loop is the HA loop of one member.
+type Loop struct {
+	store *Store
+	lease *Lease
+	pg    Postgres
+	opt   Options
+	log   *slog.Logger
+
+	wake     chan struct{}
+	requests chan request
+	killed   chan struct{}
+	killOnce sync.Once
+
+	mu       sync.Mutex
+	view     cluster.View
+	viewOK   bool
+	lastSeen time.Time
+	lastLoop time.Time
+	local    Local
+	isLeader bool
+	changed  chan struct{}
+
+	// loop-goroutine state
+	role          cluster.Role
+	state         cluster.State
+	following     string
+	crashTried    bool
+	rewindFailed  bool
+	cleanStop     bool
+	lastLeader    string
+	lastTimeline  int64
+	lastPosition  int64
+	lastStatusPut time.Time
+}
+
+type request struct {
+	fn   func(ctx context.Context) error
+	done chan error
+}
+
+// NewLoop returns the loop of member opt.Name on store, driving pg.
+func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Bootstrap.TTL == 0 {
+		opt.Bootstrap = config.DefaultDynamic()
+	}
+	log := opt.Log.With("member", opt.Name)
+	return &Loop{
+		store:    store,
+		lease:    NewLease(store.Client(), opt.Bootstrap.TTL.D(), log),
+		pg:       pg,
+		opt:      opt,
+		log:      log,
+		wake:     make(chan struct{}, 1),
+		requests: make(chan request),
+		killed:   make(chan struct{}),
+		changed:  make(chan struct{}),
+		role:     cluster.RoleUninitialized,
+		state:    cluster.StateStopped,
+	}
+}
+
+// View returns the latest cluster snapshot and whether the last etcd read
+// succeeded.
+func (l *Loop) View() (cluster.View, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.view, l.viewOK
+}
+
+// Info is the loop's own state for status endpoints.
+type Info struct {
+	// IsLeader: holds the leader key with a lease confirmed recently
+	// enough to still be valid.
+	IsLeader bool
+	// DCSLastSeen is when etcd last answered; LastLoop when the loop last
+	// finished a cycle.
+	DCSLastSeen time.Time
+	LastLoop    time.Time
+	Local       Local
+}
+
+// Info returns the loop's own state.
+func (l *Loop) Info() Info {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	leader := l.isLeader && time.Now().Before(l.lease.State().Deadline(0))
+	return Info{IsLeader: leader, DCSLastSeen: l.lastSeen, LastLoop: l.lastLoop, Local: l.local}
+}
+
+// Changed returns a channel closed at the next change of the view or the
+// local role; call it again after each close.
+func (l *Loop) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.changed
+}
+
+func (l *Loop) publish(v cluster.View, ok bool, local Local, isLeader bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.view, l.viewOK, l.local, l.isLeader = v, ok, local, isLeader
+	if ok {
+		l.lastSeen = time.Now()
+	}
+	l.lastLoop = time.Now()
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// SetTags replaces this member's tags (config reload); they apply from
+// the next cycle.
+func (l *Loop) SetTags(t config.Tags) {
+	l.mu.Lock()
+	l.opt.Tags = t
+	l.mu.Unlock()
+	l.Wake()
+}
+
+func (l *Loop) tags() config.Tags {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.opt.Tags
+}
+
+// Wake makes the loop run a cycle now.
+func (l *Loop) Wake() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Kill makes Run return at once without stopping Postgres, handing over
+// or revoking the lease: what kill -9 of the daemon leaves behind (tests).
+func (l *Loop) Kill() { l.killOnce.Do(func() { close(l.killed) }) }
+
+// Do runs fn inside the loop between two cycles (restart, reinitialize)
+// and returns its error.
+func (l *Loop) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	r := request{fn: fn, done: make(chan error, 1)}
+	select {
+	case l.requests <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("leader: loop busy: %w", ctx.Err())
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("leader: waiting for the loop: %w", ctx.Err())
+	}
+}
+
+// Run runs the loop until ctx ends, then stops cleanly (the leader hands
+// over, Postgres is stopped, the lease revoked).
+func (l *Loop) Run(ctx context.Context) error {
+	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLease()
+	g, gctx := errgroup.WithContext(leaseCtx)
+	g.Go(func() error { return l.lease.Run(gctx) })
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	g.Go(func() error { return l.store.Watch(watchCtx, l.wake) })
+	err := l.run(ctx)
+	stopWatch()
+	stopLease()
+	_ = g.Wait()
+	return err
+}
+
+func (l *Loop) run(ctx context.Context) error {
+	// Wait for the first lease.
+	for l.lease.State().ID == 0 {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.killed:
+			return nil
+		case <-l.lease.Changed():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	seeded := false
+	for {
+		if !seeded {
+			sctx, cancel := context.WithTimeout(ctx, l.opt.Bootstrap.RetryTimeout.D())
+			wrote, err := l.store.SeedConfig(sctx, l.opt.Bootstrap)
+			cancel()
+			seeded = err == nil
+			if wrote {
+				l.log.Info("seeded the dynamic config from bootstrap.dcs")
+			}
+		}
+		wait := l.cycle(ctx, false)
+		select {
+		case <-ctx.Done():
+			l.shutdown()
+			return nil
+		case <-l.killed:
+			return nil
+		case <-l.wake:
+		case <-l.lease.Changed():
+		case r := <-l.requests:
+			r.done <- r.fn(ctx)
+		case <-time.After(wait):
+		}
+		select {
+		case <-l.killed:
+			return nil
+		default:
+		}
+	}
+}
+
+// shutdown runs the last cycle: hand over or stop, then revoke the lease.
+func (l *Loop) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l.cycle(ctx, true)
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer rcancel()
+	if err := l.lease.Revoke(rctx); err != nil {
+		l.log.Warn("revoke lease on shutdown", "err", err)
+	}
+}
+
+// margin is how long before the lease's earliest server-side expiry the
+// leader stops taking writes.
+func margin(ttl time.Duration) time.Duration {
+	return max(ttl/5, time.Second)
+}
+
+// cycle gathers facts, decides, acts and publishes. It returns how long to
+// sleep before the next cycle.
+func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
+	l.mu.Lock()
+	prev := l.view
+	l.mu.Unlock()
+	cfg := prev.Config
+	if cfg.TTL == 0 {
+		cfg = l.opt.Bootstrap
+	}
+	ls := l.lease.State()
+	deadline := ls.Deadline(margin(ls.TTL))
+	// Never let an etcd read run past the fencing deadline of a primary.
+	readTimeout := cfg.RetryTimeout.D()
+	if l.role == cluster.RolePrimary && !deadline.IsZero() {
+		readTimeout = min(readTimeout, max(time.Until(deadline), 50*time.Millisecond))
+	}
+	rctx, cancel := context.WithTimeout(ctx, readTimeout)
+	snap, err := l.store.Read(rctx)
+	cancel()
+	viewOK := err == nil
+	v := prev
+	if viewOK {
+		v = snap.View
+		cfg = v.Config
+		if cfg.TTL.D() != ls.TTL && cfg.TTL > 0 {
+			l.lease.SetTTL(cfg.TTL.D())
+		}
+	} else {
+		l.log.Warn("cannot read the cluster from etcd", "err", err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	local, err := l.pg.Status(sctx)
+	scancel()
+	if err != nil {
+		l.log.Warn("cannot read the local postgres status", "err", err)
+	}
+	if local.Running && l.lastLeader == l.opt.Name && !local.InRecovery {
+		l.crashTried = false
+	}
+	f := Facts{
+		Me:                l.opt.Name,
+		Tags:              l.tags(),
+		View:              v,
+		ViewOK:            viewOK,
+		LeaderLeaseMine:   snap.LeaderLease == ls.ID,
+		Now:               time.Now(),
+		LeaseDeadline:     deadline,
+		Local:             local,
+		Following:         l.following,
+		Peers:             peersOf(v, l.opt.Name),
+		CrashRestartTried: l.crashTried,
+		RewindFailed:      l.rewindFailed,
+		CleanStop:         l.cleanStop,
+		ShuttingDown:      shuttingDown,
+	}
+	a := Decide(f)
+	if a.Kind != Nothing && a.Kind != Keep {
+		l.log.Info("ha decision", "action", string(a.Kind), "target", a.Target, "why", a.Why)
+	} else {
+		l.log.Debug("ha decision", "action", string(a.Kind), "why", a.Why)
+	}
+	if err := l.execute(ctx, a, f); err != nil {
+		l.log.Error("ha action failed", "action", string(a.Kind), "target", a.Target, "err", err)
+	}
+	if a.Kind != Nothing && a.Kind != Keep {
+		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+		if st, err := l.pg.Status(sctx); err == nil {
+			local = st
+		}
+		scancel()
+	}
+	holds := viewOK && v.Leader == l.opt.Name && f.LeaderLeaseMine
+	if viewOK {
+		// Re-read so the role line, status write and subscribers see the
+		// outcome of the action.
+		rctx, cancel := context.WithTimeout(ctx, cfg.RetryTimeout.D())
+		if s, err := l.store.Read(rctx); err == nil {
+			v = s.View
+			holds = v.Leader == l.opt.Name && s.LeaderLease == l.lease.State().ID
+		}
+		cancel()
+	}
+	l.noteRole(local, holds, a.Why)
+	if !shuttingDown && (viewOK || a.Kind != Nothing) {
+		pctx, pcancel := context.WithTimeout(ctx, cfg.RetryTimeout.D())
+		l.publishMember(pctx, local)
+		if holds && local.Running && !local.InRecovery {
+			if err := l.store.WriteStatus(pctx, l.lease.State().ID, cluster.Status{Optime: local.Position}); err != nil {
+				l.log.Debug("write status", "err", err)
+			}
+		}
+		pcancel()
+	}
+	l.publish(v, viewOK, local, holds)
+	wait := cfg.LoopWait.D()
+	if local.Running && !local.InRecovery {
+		if d := time.Until(l.lease.State().Deadline(margin(ls.TTL))); d < wait {
+			wait = max(d, 10*time.Millisecond)
+		}
+	}
+	return wait
+}
+
+func peersOf(v cluster.View, me string) []Peer {
+	var out []Peer
+	for _, m := range v.Members {
+		if m.Name == me {
+			continue
+		}
+		out = append(out, Peer{
+			Name:       m.Name,
+			Position:   m.XLogLocation,
+			Running:    m.State == cluster.StateRunning || m.State == cluster.StateStreaming,
+			InRecovery: m.Role != cluster.RolePrimary,
+			Tags:       m.Tags,
+		})
+	}
+	return out
+}
+
+// noteRole logs a role change as one INFO line.
+func (l *Loop) noteRole(local Local, holds bool, why string) {
+	role := cluster.RoleUninitialized
+	state := cluster.StateStopped
+	switch {
+	case !local.Initialized:
+	case local.Running && !local.InRecovery:
+		role, state = cluster.RolePrimary, cluster.StateRunning
+	case local.Running:
+		role, state = cluster.RoleReplica, cluster.StateRunning
+		if local.Streaming {
+			state = cluster.StateStreaming
+		}
+	default:
+		role = cluster.RoleReplica
+		if l.role == cluster.RolePrimary || l.role == cluster.RoleDemoted {
+			role = cluster.RoleDemoted
+		}
+	}
+	if role != l.role {
+		l.log.Info("role changed", "old_role", string(l.role), "new_role", string(role),
+			"timeline", local.Timeline, "lsn", lsnString(local.Position), "leader", holds, "why", why)
+	}
+	l.role, l.state = role, state
+	if holds {
+		l.lastLeader = l.opt.Name
+	} else if l.lastLeader == l.opt.Name {
+		l.lastLeader = ""
+	}
+	l.lastTimeline, l.lastPosition = local.Timeline, local.Position
+}
+
+func lsnString(p int64) string { return fmt.Sprintf("%X/%X", uint64(p)>>32, uint32(p)) }
+
+func (l *Loop) publishMember(ctx context.Context, local Local) {
+	m := cluster.Member{
+		ConnURL:        l.opt.ConnURL,
+		APIURL:         l.opt.APIURL,
+		State:          l.state,
+		Role:           l.role,
+		Timeline:       local.Timeline,
+		XLogLocation:   local.Position,
+		ReceiveLSN:     local.ReceiveLSN,
+		ReplayLSN:      local.ReplayLSN,
+		PendingRestart: local.PendingRestart,
+		Tags:           l.tags(),
+	}
+	if local.ServerVersion > 0 {
+		m.Version = fmt.Sprintf("%d.%d", local.ServerVersion/10000, local.ServerVersion%10000)
+	}
+	if local.Streaming {
+		m.ReplicationState = "streaming"
+	}
+	if id := l.lease.State().ID; id != 0 {
+		if err := l.store.PublishMember(ctx, id, m); err != nil {
+			l.log.Debug("publish member", "err", err)
+		}
+	}
+}

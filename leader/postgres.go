@@ -1,0 +1,62 @@
+package leader
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+)
+
+// Postgres is what the loop needs from the local Postgres. The daemon
+// adapts replication.Instance to it; leader never imports replication.
+type Postgres interface {
+	// Status reports the local server; a missing data dir is
+	// Local{Initialized: false} with a nil error.
+	Status(ctx context.Context) (Local, error)
+	// Bootstrap runs initdb and starts the new cluster as a primary.
+	Bootstrap(ctx context.Context) error
+	// Start starts the server as its data dir says (standby or primary).
+	Start(ctx context.Context) error
+	// Stop stops the server: fast, or immediate when fencing.
+	Stop(ctx context.Context, immediate bool) error
+	// Promote turns the running replica into a primary accepting writes.
+	Promote(ctx context.Context) error
+	// Demote (re)starts the server as a standby of up; nil up means a
+	// standby with no upstream (read-only, waiting for a leader).
+	Demote(ctx context.Context, up *Upstream) error
+	// Follow points a replica at up (reload, no restart).
+	Follow(ctx context.Context, up Upstream) error
+	// Clone copies up's data into the empty data dir, configured as its
+	// standby (not started).
+	Clone(ctx context.Context, up Upstream) error
+	// Rewind runs pg_rewind against up and configures a standby of up (not
+	// started).
+	Rewind(ctx context.Context, up Upstream) error
+	// Wipe removes the data dir (the server must be stopped).
+	Wipe(ctx context.Context) error
+}
+
+// Upstream is the member a replica streams from.
+type Upstream struct {
+	Name string
+	Host string
+	Port int
+}
+
+// UpstreamFromConnURL reads a member's conn_url (postgres://host:port/db).
+func UpstreamFromConnURL(name, connURL string) (Upstream, error) {
+	u, err := url.Parse(connURL)
+	if err != nil {
+		return Upstream{}, fmt.Errorf("leader: member %s conn_url %q: %w", name, connURL, err)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return Upstream{}, fmt.Errorf("leader: member %s conn_url %q has no host:port: %w", name, connURL, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return Upstream{}, fmt.Errorf("leader: member %s conn_url %q: bad port", name, connURL)
+	}
+	return Upstream{Name: name, Host: host, Port: p}, nil
+}
