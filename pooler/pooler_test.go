@@ -15,6 +15,12 @@ func TestPooler(t *testing.T) {
 	p := startPooler(t, pg, nil)
 	t.Run("Basic", func(t *testing.T) { testBasic(t, p) })
 	t.Run("Auth", func(t *testing.T) { testAuth(t, p) })
+	t.Run("PreparedAcrossServers", func(t *testing.T) { testPreparedAcrossServers(t, p) })
+	t.Run("SetCarriedOver", func(t *testing.T) { testSetCarriedOver(t, p) })
+	t.Run("Copy", func(t *testing.T) { testCopy(t, p) })
+	t.Run("Cancel", func(t *testing.T) { testCancel(t, p) })
+	t.Run("PipelineError", func(t *testing.T) { testPipelineError(t, p) })
+	t.Run("Limits", func(t *testing.T) { testLimits(t, pg) })
 }
 
 func testBasic(t *testing.T, p *Pooler) {

@@ -272,6 +272,15 @@ func (s *server) pumpLoop(c *client) error {
 					swallow = s.pop().act == actSwallow
 				}
 			}
+			if t == 'C' && n < 64 {
+				// DEALLOCATE ALL / DISCARD ALL drop every statement on
+				// this server, the pooler's included.
+				if b, err := br.Peek(5 + n); err == nil {
+					if tag := string(b[5:]); strings.HasPrefix(tag, "DEALLOCATE ALL") || strings.HasPrefix(tag, "DISCARD ALL") {
+						clear(s.prepared)
+					}
+				}
+			}
 			if swallow {
 				c.mu.Unlock()
 				br.Discard(5 + n)
