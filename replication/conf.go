@@ -29,7 +29,6 @@ func (in *Instance) parameters(follow *Primary) map[string]string {
 		"max_replication_slots":   "10",
 		"wal_keep_size":           "128MB",
 		"password_encryption":     "scram-sha-256",
-		"hot_standby_feedback":    "on",
 		"unix_socket_directories": in.RunDir(),
 	}
 	for k, v := range in.cfg.Parameters {
@@ -38,7 +37,7 @@ func (in *Instance) parameters(follow *Primary) map[string]string {
 	// listen decides these; a parameter cannot contradict it.
 	p["listen_addresses"] = in.listen
 	p["port"] = strconv.Itoa(in.port)
-	if follow != nil {
+	if follow != nil && follow.Host != "" {
 		p["primary_conninfo"] = in.conninfo(*follow)
 		if follow.Slot != "" {
 			p["primary_slot_name"] = follow.Slot

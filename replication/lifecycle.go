@@ -370,13 +370,16 @@ func (in *Instance) inRecovery(ctx context.Context) (bool, error) {
 }
 
 // Demote turns this node into a replica of primary: stop (fast),
-// standby.signal, primary_conninfo, start. A former primary whose
-// timeline diverged needs Rewind (or a fresh CloneFrom) first.
+// standby.signal, primary_conninfo, start. A zero Primary (no Host) makes
+// a standby without primary_conninfo: read-only, waiting for Follow. A
+// former primary whose timeline diverged needs Rewind (or Wipe and
+// CloneFrom) first; pg_rewind itself finds out whether it diverged and
+// does nothing when it did not.
 func (in *Instance) Demote(ctx context.Context, primary Primary) error {
 	if !in.IsInitialized() {
 		return fmt.Errorf("%w: cannot demote %s", ErrNotInitialized, in.cfg.DataDir)
 	}
-	in.log.Info("demoting postgres", "primary", primary.Addr())
+	in.log.Info("demoting postgres", "primary", primary.Host+":"+strconv.Itoa(primary.Port))
 	if err := in.Stop(ctx, StopFast); err != nil {
 		return err
 	}

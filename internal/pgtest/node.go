@@ -76,7 +76,8 @@ func NewNode(t testing.TB, name string) *Node {
 func NewNodeFromConfig(t testing.TB, name string, c config.PostgreSQL) *Node {
 	t.Helper()
 	RequireUser(t)
-	inst, err := replication.New(c, nil, Logger(t).With("node", name))
+	// initdb --no-sync: the test's data need not survive a machine crash.
+	inst, err := replication.New(c, []any{"no-sync"}, Logger(t).With("node", name))
 	if err != nil {
 		t.Fatalf("pgtest: node %s: %v", name, err)
 	}
