@@ -21,6 +21,9 @@ func TestPooler(t *testing.T) {
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, p) })
 	t.Run("PipelineError", func(t *testing.T) { testPipelineError(t, p) })
 	t.Run("Limits", func(t *testing.T) { testLimits(t, pg) })
+	t.Run("SessionMode", func(t *testing.T) { testSessionMode(t, pg) })
+	t.Run("StatementMode", func(t *testing.T) { testStatementMode(t, pg) })
+	t.Run("Tools", func(t *testing.T) { testTools(t, pg, p) })
 }
 
 func testBasic(t *testing.T, p *Pooler) {
