@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,4 +185,52 @@ func TestCloneSourceRefuses(t *testing.T) {
 			t.Fatalf("clone touched an existing file: %v", err)
 		}
 	})
+}
+
+// TestStartAfterCrash kills the postmaster alone (its backends notice
+// and exit) and leaves a postmaster.pid naming a live process of the
+// postgres user that is not this server, as when the pid is reused by
+// another cluster's backend (Postgres itself would refuse to start):
+// Start must recover and keep every committed row. It also exercises
+// Command.
+func TestStartAfterCrash(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	n := pgtest.NewPrimaryNamed(t, "crash")
+	n.Exec(t, "CREATE TABLE items (id int PRIMARY KEY, note text)")
+	insertRows(t, n, 1, 500)
+	st, err := n.Instance.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); n.Instance.IsRunning(); {
+		if time.Now().After(deadline) {
+			t.Fatal("postmaster survived SIGKILL")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lock := filepath.Join(n.DataDir, "postmaster.pid")
+	b, err := os.ReadFile(lock)
+	if err != nil {
+		t.Fatalf("no stale postmaster.pid after the crash: %v", err)
+	}
+	_, rest, _ := strings.Cut(string(b), "\n")
+	// A live process of the postgres user now holds the old pid's place.
+	sleeper, err := replication.Command(ctx, pgtest.OSUser, "/bin/sleep", "60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	if err := os.WriteFile(lock, []byte(strconv.Itoa(sleeper.Process.Pid)+"\n"+rest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Instance.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	countRows(t, n, 500)
 }

@@ -196,7 +196,9 @@ func (in *Instance) Start(ctx context.Context) error {
 	if err := in.prepareRunDir(); err != nil {
 		return err
 	}
-	// A stale postmaster.pid from a crash is handled by postgres itself.
+	if err := in.clearStaleLock(ctx); err != nil {
+		return err
+	}
 	offset := fileSize(in.LogPath())
 	sctx, cancel := context.WithTimeout(ctx, in.timeout+5*time.Second)
 	defer cancel()
@@ -217,6 +219,67 @@ func (in *Instance) Start(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// clearStaleLock removes a postmaster.pid left by a killed postmaster.
+// Postgres would refuse to start if the pid in it now belongs to some
+// other live process (another cluster's backend, in tests). It is removed
+// only once no process works in the data directory any more (orphaned
+// backends of the dead postmaster exit within moments).
+func (in *Instance) clearStaleLock(ctx context.Context) error {
+	lock := filepath.Join(in.cfg.DataDir, "postmaster.pid")
+	if _, err := os.Stat(lock); err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := in.processesInDataDir()
+		if len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replication: start: processes %v of a previous postmaster still run in %s: stop them first", pids, in.cfg.DataDir)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replication: start: waiting for old postgres processes %v to exit: %w", pids, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	in.log.Warn("removing stale postmaster.pid left by a postmaster that died")
+	if err := os.Remove(lock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("replication: remove stale %s: %w", lock, err)
+	}
+	return nil
+}
+
+// processesInDataDir lists processes whose working directory is the data
+// directory (every postgres process chdirs there). Processes it cannot
+// inspect are not listed.
+func (in *Instance) processesInDataDir() []int {
+	want, err := filepath.EvalSymlinks(in.cfg.DataDir)
+	if err != nil {
+		return nil
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || cwd != want {
+			continue
+		}
+		if comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.HasPrefix(string(comm), "postgres") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // checkPortFree fails with ErrPortInUse when the port is taken.
