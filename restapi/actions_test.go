@@ -99,6 +99,7 @@ func TestSwitchoverFailoverStatusCodes(t *testing.T) {
 		{"restart fails", "POST", "/restart", ``, func(n *fakeNode, a *fakeActions) { a.err = errors.New("pg_ctl: timed out") }, 503, "restart failed: pg_ctl: timed out"},
 		{"restart not JSON", "POST", "/restart", `{`, nil, 400, "want a JSON object"},
 		{"reload", "POST", "/reload", ``, nil, 202, "reload scheduled"},
+		{"delete scheduled restart", "DELETE", "/restart", ``, nil, 404, "no restarts are scheduled"},
 		{"reload fails", "POST", "/reload", ``, func(n *fakeNode, a *fakeActions) { a.err = fmt.Errorf("config: %w", ErrBadRequest) }, 400, "reload failed"},
 		{"reinitialize", "POST", "/reinitialize", `{"force":true}`, nil, 200, "reinitialize started"},
 		{"reinitialize refused", "POST", "/reinitialize", ``,

@@ -75,6 +75,12 @@ func (s *Server) postRestart(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusOK, "restarted successfully")
 }
 
+// deleteRestart is DELETE /restart: pgha schedules no restarts, so there
+// is never one to delete (Patroni's 404 answer).
+func (s *Server) deleteRestart(w http.ResponseWriter, r *http.Request) {
+	writeText(w, http.StatusNotFound, "no restarts are scheduled")
+}
+
 // postReload is POST /reload: re-read the configuration file.
 func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
 	if err := s.actions.Reload(r.Context()); err != nil {

@@ -279,6 +279,7 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 		r.Post("/failover", s.postFailover)
 		r.Delete("/switchover", s.deleteSwitchover)
 		r.Post("/restart", s.postRestart)
+		r.Delete("/restart", s.deleteRestart)
 		r.Post("/reload", s.postReload)
 		r.Post("/reinitialize", s.postReinitialize)
 	})

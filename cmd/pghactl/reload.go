@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/pgha/pgha/cluster"
 )
 
 func reloadCommand() *cli.Command {
@@ -36,24 +37,9 @@ func reloadCommand() *cli.Command {
 					return fmt.Errorf("reload aborted: %w", err)
 				}
 			}
-			var failed []string
-			for _, m := range ms {
-				code, resp, err := x.request(ctx, m, "POST", "/reload", "", 10*time.Second)
-				switch {
-				case err != nil:
-					failed = append(failed, m.Name)
-					fmt.Fprintf(x.out, "Failed: reload for member %s, %v\n", m.Name, err)
-				case code == 200 || code == 202:
-					fmt.Fprintf(x.out, "Reload request received for member %s and will be processed within %s\n", m.Name, v.Config.LoopWait.D())
-				default:
-					failed = append(failed, m.Name)
-					fmt.Fprintf(x.out, "Failed: reload for member %s, status code=%d, (%s)\n", m.Name, code, resp)
-				}
-			}
-			if len(failed) > 0 {
-				return fmt.Errorf("reload failed on %s", strings.Join(failed, ", "))
-			}
-			return nil
+			return postToMembers(ctx, x, ms, "reload", "", 10*time.Second, func(m cluster.Member, _ string) string {
+				return fmt.Sprintf("Reload request received for member %s and will be processed within %s", m.Name, v.Config.LoopWait.D())
+			})
 		}),
 	}
 }

@@ -48,26 +48,35 @@ func restartCommand() *cli.Command {
 				body["restart_pending"] = true
 			}
 			b, _ := json.Marshal(body)
-			var failed []string
-			for _, m := range ms {
-				code, resp, err := x.request(ctx, m, "POST", "/restart", string(b), 2*time.Minute)
-				switch {
-				case err != nil:
-					failed = append(failed, m.Name)
-					fmt.Fprintf(x.out, "Failed: restart for member %s, %v\n", m.Name, err)
-				case code == 200:
-					fmt.Fprintf(x.out, "Success: restart on member %s\n", m.Name)
-				default:
-					failed = append(failed, m.Name)
-					fmt.Fprintf(x.out, "Failed: restart for member %s, status code=%d, (%s)\n", m.Name, code, resp)
-				}
-			}
-			if len(failed) > 0 {
-				return fmt.Errorf("restart failed on %s", strings.Join(failed, ", "))
-			}
-			return nil
+			return postToMembers(ctx, x, ms, "restart", string(b), 2*time.Minute, func(m cluster.Member, _ string) string {
+				return "Success: restart on member " + m.Name
+			})
 		}),
 	}
+}
+
+// postToMembers POSTs body to /<action> on each member, printing a line
+// per member (ok(m, response) on 200/202, patronictl's "Failed: ..."
+// otherwise), and fails naming the members that did not succeed.
+func postToMembers(ctx context.Context, x *ctl, ms []cluster.Member, action, body string, timeout time.Duration, ok func(m cluster.Member, resp string) string) error {
+	var failed []string
+	for _, m := range ms {
+		code, resp, err := x.request(ctx, m, "POST", "/"+action, body, timeout)
+		switch {
+		case err != nil:
+			failed = append(failed, m.Name)
+			fmt.Fprintf(x.out, "Failed: %s for member %s, %v\n", action, m.Name, err)
+		case code == 200 || code == 202:
+			fmt.Fprintln(x.out, ok(m, resp))
+		default:
+			failed = append(failed, m.Name)
+			fmt.Fprintf(x.out, "Failed: %s for member %s, status code=%d, (%s)\n", action, m.Name, code, resp)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%s failed on %s", action, strings.Join(failed, ", "))
+	}
+	return nil
 }
 
 // selectMembers returns the named members (all when none named) that have
