@@ -87,7 +87,8 @@ func healthCode(path string, q url.Values, f facts) int {
 	lagging := optime > 0 && maxLag < math.MaxInt64-st.ReplayedLocation && optime > st.ReplayedLocation+maxLag
 	wantState := q.Get("replication_state")
 	stateMatches := wantState == "" || st.ReplicationState == wantState
-	running := st.State == cluster.StateRunning
+	// A running Postgres that could not be queried is "unknown" to Patroni.
+	running := st.State == cluster.StateRunning && st.Queried
 
 	replica := 503
 	if !st.Tags.NoLoadBalance && !lagging && st.Role == cluster.RoleReplica && running && stateMatches {

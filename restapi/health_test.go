@@ -41,6 +41,10 @@ func roleCases() []roleCase {
 		{"stopped postgres", func(n *fakeNode) {
 			n.local = LocalStatus{Name: "node2", Scope: "demo", State: cluster.StateStopped, Role: cluster.RoleReplica}
 		}, []int{no, no, no, no, no, no, no, no, no, no, no, no, no}},
+		{"replica whose Postgres does not answer", func(n *fakeNode) {
+			n.local = replicaStatus(100 * mb)
+			n.local.Queried = false
+		}, []int{no, no, no, no, no, no, no, no, no, no, no, no, no}},
 		{"paused primary", func(n *fakeNode) { n.view.Config.Pause = true },
 			[]int{ok, ok, ok, ok, ok, no, no, no, no, ok, no, no, ok}},
 		{"paused primary that lost etcd", func(n *fakeNode) {
