@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/pooler"
+)
+
+// serve runs the pooler with PgBouncer-equivalent settings until ctx ends.
+func serve(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	cfg := config.DefaultPooler()
+	target := fs.String("target", "127.0.0.1:5432", "Postgres host:port")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:6432", "pooler listen address")
+	fs.StringVar(&cfg.AuthFile, "auth-file", "", "userlist.txt")
+	fs.StringVar(&cfg.AuthType, "auth-type", "md5", "client auth type")
+	fs.StringVar(&cfg.PoolMode, "pool-mode", "transaction", "pool mode")
+	fs.IntVar(&cfg.DefaultPoolSize, "pool-size", 20, "default_pool_size")
+	fs.IntVar(&cfg.MaxClientConn, "max-client-conn", 11000, "max_client_conn")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.QueryWaitTimeout = config.Duration(120 * time.Second)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := pooler.New(cfg, pooler.NewStaticRouter(*target), log)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
