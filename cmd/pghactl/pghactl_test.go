@@ -397,3 +397,23 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("missing config err = %v", err)
 	}
 }
+
+func TestListWatchStopsWithContext(t *testing.T) {
+	tc := newTestCluster(t)
+	app := newApp()
+	var out bytes.Buffer
+	app.Writer = &out
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := app.RunContext(ctx, []string{"pghactl", "-d", tc.endpoint, "--scope", "demo", "list", "-W"})
+	if err != nil {
+		t.Fatalf("list -W: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("list -W ran %s after its context ended", d)
+	}
+	if n := strings.Count(out.String(), "+ Cluster: demo"); n != 2 {
+		t.Errorf("list -W printed %d tables in 2.5 s, want 2:\n%s", n, out.String())
+	}
+}
