@@ -66,6 +66,26 @@ func TestDataDirOwnedByAnotherUser(t *testing.T) {
 	}
 }
 
+func TestDataDirUnreachable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: running as postgres, which cannot make a directory it cannot reach; CI runs as root and covers this")
+	}
+	cfg := pgtest.Config(t, "unreachable")
+	hidden := filepath.Join(t.TempDir(), "private") // t.TempDir is root's, mode 0700
+	cfg.DataDir = filepath.Join(hidden, "data")
+	if err := os.Mkdir(hidden, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	inst, err := replication.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = inst.Init(testCtx(t, 30*time.Second))
+	if err == nil || !strings.Contains(err.Error(), "cannot reach data directory") || !strings.Contains(err.Error(), "chmod o+x "+hidden) {
+		t.Fatalf("want an error naming the unreachable directory, got %v", err)
+	}
+}
+
 func TestPortInUse(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	n := pgtest.NewPrimaryNamed(t, "port")
@@ -211,6 +231,11 @@ func TestStartAfterCrash(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Stopped: Status still reads the control file.
+	down, err := n.Instance.Status(ctx)
+	if err != nil || down.Running || down.SystemIdentifier != st.SystemIdentifier || down.ClusterState != "in production" {
+		t.Fatalf("status after the crash: %+v, %v", down, err)
+	}
 	lock := filepath.Join(n.DataDir, "postmaster.pid")
 	b, err := os.ReadFile(lock)
 	if err != nil {
@@ -233,4 +258,19 @@ func TestStartAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	countRows(t, n, 500)
+}
+
+// TestStartErrorShowsServerLog: a server that refuses to start explains
+// why through the last lines of its log.
+func TestStartErrorShowsServerLog(t *testing.T) {
+	cfg := pgtest.Config(t, "badparam")
+	cfg.Parameters["shared_buffers"] = "lots"
+	n := pgtest.NewNodeFromConfig(t, "badparam", cfg)
+	err := n.Instance.Init(testCtx(t, time.Minute))
+	if err == nil {
+		t.Fatal("started with shared_buffers = lots")
+	}
+	if !strings.Contains(err.Error(), `invalid value for parameter "shared_buffers": "lots"`) || !strings.Contains(err.Error(), n.Instance.LogPath()) {
+		t.Fatalf("error does not carry the server log: %v", err)
+	}
 }

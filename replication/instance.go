@@ -281,9 +281,39 @@ func (in *Instance) Wipe(ctx context.Context) error {
 	return nil
 }
 
+// checkReachable fails when os_user cannot traverse a parent of dir
+// (Postgres would fail later with a bare "permission denied").
+func (in *Instance) checkReachable(dir string) error {
+	if os.Geteuid() != 0 {
+		return nil // we are os_user: our own access errors are precise enough
+	}
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err == nil {
+			sys, ok := st.Sys().(*syscall.Stat_t)
+			if ok {
+				perm := st.Mode().Perm()
+				can := perm&0o001 != 0 ||
+					(sys.Uid == in.user.uid && perm&0o100 != 0) ||
+					(sys.Gid == in.user.gid && perm&0o010 != 0)
+				if !can {
+					return fmt.Errorf("replication: os_user %s cannot reach data directory %s: %s is mode %04o owned by uid %d: run chmod o+x %s, or put data_dir elsewhere",
+						in.user.name, dir, p, perm, sys.Uid, p)
+				}
+			}
+		}
+		if p == "/" || p == "." {
+			return nil
+		}
+	}
+}
+
 // checkOwner fails when dir exists and belongs to another user than
-// os_user.
+// os_user, or os_user cannot reach it.
 func (in *Instance) checkOwner(dir string) error {
+	if err := in.checkReachable(dir); err != nil {
+		return err
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -190,12 +190,21 @@ func TestFollowWithoutRestart(t *testing.T) {
 	if before.SenderPort != p.Port {
 		t.Fatalf("r2 streams from %d, want %d", before.SenderPort, p.Port)
 	}
-	if err := r2.Instance.Follow(ctx, r1.Primary()); err != nil {
+	// Stream through a slot on r1 (cascading replicas may hold slots).
+	if err := r1.Instance.CreateSlot(ctx, "follow_r2"); err != nil {
+		t.Fatal(err)
+	}
+	up := r1.Primary()
+	up.Slot = "follow_r2"
+	if err := r2.Instance.Follow(ctx, up); err != nil {
 		t.Fatal(err)
 	}
 	after := r2.WaitFor(t, 60*time.Second, "streaming from r1", func(s replication.Status) bool {
 		return s.Receiver == "streaming" && s.SenderPort == r1.Port
 	})
+	if slots, err := r1.Instance.Slots(ctx); err != nil || len(slots) != 1 || !slots[0].Active {
+		t.Fatalf("slot on r1 not in use: %+v, %v", slots, err)
+	}
 	if after.PID != before.PID {
 		t.Fatalf("postmaster pid changed from %d to %d: Follow restarted the server", before.PID, after.PID)
 	}
