@@ -339,6 +339,29 @@ func TestHAProxyE2E(t *testing.T) {
 	})
 	t.Logf("switchover to node2: %s until writes through HAProxy land on it", time.Since(start).Round(10*time.Millisecond))
 	waitFor(time.Minute, "node1 follows node2", healthy("node2", "node1", "node2", "node3"))
+	// pghactl list and history see the new topology.
+	ctlRun := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		app := newApp()
+		app.Writer, app.ErrWriter, app.Reader = &out, &out, strings.NewReader("")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := app.RunContext(ctx, append([]string{"pghactl", "-d", endpoints[0], "--scope", "hap"}, args...)); err != nil {
+			t.Fatalf("pghactl %v: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
+	list := ctlRun("list")
+	t.Logf("pghactl list after the switchover:\n%s", list)
+	for _, want := range []string{"| node2  | 127.0.0.1:", "| Leader  | running   |", "| Replica | streaming |"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("pghactl list lacks %q", want)
+		}
+	}
+	if hist := ctlRun("history", "-f", "tsv"); !strings.Contains(hist, "node2") {
+		t.Errorf("pghactl history has no entry for node2:\n%s", hist)
+	}
 	if _, err := os.Stat(marker); err != nil {
 		t.Errorf("node1 was rewound or recloned to follow node2 (marker gone: %v)", err)
 	}
