@@ -117,7 +117,7 @@ type View struct {
 }
 
 // Member returns the member named name.
-func (v *View) Member(name string) (Member, bool) {
+func (v View) Member(name string) (Member, bool) {
 	for _, m := range v.Members {
 		if m.Name == name {
 			return m, true
@@ -127,7 +127,7 @@ func (v *View) Member(name string) (Member, bool) {
 }
 
 // LeaderMember returns the member holding the leader key.
-func (v *View) LeaderMember() (Member, bool) {
+func (v View) LeaderMember() (Member, bool) {
 	if v.Leader == "" {
 		return Member{}, false
 	}
@@ -135,4 +135,4 @@ func (v *View) LeaderMember() (Member, bool) {
 }
 
 // Paused reports whether the cluster is in maintenance mode.
-func (v *View) Paused() bool { return v.Config.Pause }
+func (v View) Paused() bool { return v.Config.Pause }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -52,6 +53,10 @@ type Loop struct {
 	local    Local
 	isLeader bool
 	changed  chan struct{}
+
+	// primaryRunning is set when the last cycle saw a writable local
+	// Postgres; the fencing watchdog reads it.
+	primaryRunning atomic.Bool
 
 	// loop-goroutine state
 	role          cluster.Role
@@ -197,6 +202,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	g.Go(func() error { return l.store.Watch(watchCtx, l.wake) })
+	g.Go(func() error { return l.watchdog(watchCtx) })
 	err := l.run(ctx)
 	stopWatch()
 	stopLease()
@@ -245,6 +251,40 @@ func (l *Loop) run(ctx context.Context) error {
 			return nil
 		default:
 		}
+	}
+}
+
+// watchdog enforces DESIGN rule 1 even when the loop is stuck in a long
+// action: if the local Postgres was last seen writable and the lease
+// deadline passed by more than a beat, it pauses writes (OnFence) and
+// stops Postgres immediately itself.
+func (l *Loop) watchdog(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.killed:
+			return nil
+		case <-tick.C:
+		}
+		ls := l.lease.State()
+		if !l.primaryRunning.Load() || ls.TTL == 0 {
+			continue
+		}
+		late := ls.Deadline(margin(ls.TTL)).Add(250 * time.Millisecond)
+		if ls.ID != 0 && time.Now().Before(late) {
+			continue
+		}
+		l.log.Error("fencing watchdog: the loop did not fence in time; stopping postgres immediately")
+		l.fence()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := l.pg.Stop(sctx, true); err != nil {
+			l.log.Error("fencing watchdog: stop postgres", "err", err)
+		}
+		cancel()
+		l.primaryRunning.Store(false)
 	}
 }
 
@@ -350,8 +390,14 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		cancel()
 	}
 	l.noteRole(local, holds, a.Why)
-	if !shuttingDown && (viewOK || a.Kind != Nothing) {
-		pctx, pcancel := context.WithTimeout(ctx, cfg.RetryTimeout.D())
+	l.primaryRunning.Store(local.Running && !local.InRecovery)
+	if !shuttingDown && viewOK {
+		// A primary never lets an etcd write run past its fencing deadline.
+		wt := cfg.RetryTimeout.D()
+		if local.Running && !local.InRecovery {
+			wt = min(wt, max(time.Until(l.lease.State().Deadline(margin(ls.TTL))), 50*time.Millisecond))
+		}
+		pctx, pcancel := context.WithTimeout(ctx, wt)
 		l.publishMember(pctx, local)
 		if holds && local.Running && !local.InRecovery {
 			if err := l.store.WriteStatus(pctx, l.lease.State().ID, cluster.Status{Optime: local.Position}); err != nil {

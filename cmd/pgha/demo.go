@@ -1,18 +1,28 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/urfave/cli/v2"
+
+	"github.com/pgha/pgha/internal/demo"
 )
 
-// demoCommand runs a local cluster. Owned by the HA-loop work (issue 3).
+// demoCommand runs a local cluster: pgha demo --dir DIR [--nodes 3] [--base-port B].
 func demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "demo",
-		Usage: "run a local 3-node cluster with an embedded etcd",
+		Usage: "run a local cluster (one embedded etcd, one pgha run child per node) until Ctrl-C",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dir", Usage: "`DIR` for configs, data and logs", Required: true},
+			&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of nodes"},
+			&cli.IntFlag{Name: "base-port", Value: 15430, Usage: "`B`: node i's Postgres on B+i, REST API B+100+i, pooler B+200+i, read-only pooler B+300+i, etcd B+400"},
+		},
 		Action: func(c *cli.Context) error {
-			return errors.New("demo: not built yet")
+			return demo.Run(c.Context, demo.Options{
+				Dir:      c.String("dir"),
+				Nodes:    c.Int("nodes"),
+				BasePort: c.Int("base-port"),
+				Out:      c.App.Writer,
+			})
 		},
 	}
 }
