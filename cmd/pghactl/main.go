@@ -36,7 +36,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			listCommand(), topologyCommand(), switchoverCommand(), failoverCommand(),
 			restartCommand(), reloadCommand(), reinitCommand(), pauseCommand(), resumeCommand(),
-			showConfigCommand(), editConfigCommand(), historyCommand(), dsnCommand(),
+			showConfigCommand(), editConfigCommand(), historyCommand(), dsnCommand(), flushCommand(),
 		},
 	}
 }

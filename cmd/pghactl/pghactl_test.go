@@ -417,3 +417,35 @@ func TestListWatchStopsWithContext(t *testing.T) {
 		t.Errorf("list -W printed %d tables in 2.5 s, want 2:\n%s", n, out.String())
 	}
 }
+
+func TestFlushScheduledSwitchover(t *testing.T) {
+	tc := newTestCluster(t)
+	if out, err := tc.ctl(t, "", "flush", "switchover", "--force"); err != nil || !strings.Contains(out, "No pending scheduled switchover") {
+		t.Errorf("flush without schedule: %v %s", err, out)
+	}
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	tc.put(t, "failover", cluster.Failover{Leader: "node1", Member: "node2", ScheduledAt: &at})
+	out, _ := tc.ctl(t, "", "list")
+	if !strings.Contains(out, "Switchover scheduled at: "+at.Format(time.RFC3339)) || !strings.Contains(out, "to: node2") {
+		t.Errorf("list does not show the scheduled switchover:\n%s", out)
+	}
+	tc.apis["node1"].answer("DELETE /switchover", 200, "scheduled switchover deleted")
+	if out, err := tc.ctl(t, "", "flush", "switchover", "--force"); err != nil || !strings.Contains(out, "Success: scheduled switchover deleted") {
+		t.Errorf("flush: %v %s", err, out)
+	}
+	if got := tc.apis["node1"].requests(); len(got) != 1 || got[0] != "DELETE /switchover" {
+		t.Errorf("leader API got %v", got)
+	}
+	// No API answers: the key is deleted in etcd directly.
+	for _, api := range tc.apis {
+		api.srv.Close()
+	}
+	if out, err := tc.ctl(t, "", "flush", "switchover", "--force"); err != nil || !strings.Contains(out, "in etcd") {
+		t.Errorf("flush without APIs: %v %s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if v, err := leader.ReadView(ctx, tc.cli, "/service/", "demo"); err != nil || v.Failover != nil {
+		t.Errorf("failover key still there: %+v %v", v.Failover, err)
+	}
+}
