@@ -116,3 +116,17 @@ func TestNewPrimary(t *testing.T) {
 		t.Fatalf("data dir %s not removed: %v", dataDir, err)
 	}
 }
+
+func TestFreePortUnique(t *testing.T) {
+	seen := map[int]bool{}
+	for i := 0; i < 50; i++ {
+		p := pgtest.FreePort(t)
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+		if _, err := os.Stat(filepath.Join("/tmp/pgtest-ports", itoa(p))); err != nil {
+			t.Fatalf("port %d not reserved: %v", p, err)
+		}
+	}
+}
