@@ -242,6 +242,9 @@ func (in *Instance) ensureCleanShutdown(ctx context.Context) error {
 	if state == "shut down" || state == "shut down in recovery" {
 		return nil
 	}
+	if err := in.clearStaleLock(ctx); err != nil {
+		return err
+	}
 	// Single-user mode refuses standby mode; Rewind writes it back.
 	if err := in.setStandby(in.cfg.DataDir, false); err != nil {
 		return err

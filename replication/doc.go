@@ -27,5 +27,18 @@
 //
 // Beside the data directory, <data_dir>.pgha/ holds the server log
 // (postgresql.log) and the Unix socket, so neither is copied by
-// pg_basebackup or overwritten by pg_rewind.
+// pg_basebackup or overwritten by pg_rewind. Temporary siblings
+// <data_dir>.pgha-clone-* and <data_dir>.pgha-wipe-* exist only while a
+// clone or a wipe runs (leftovers of a killed process are removed by the
+// next CloneFrom).
+//
+// Rejoining a former primary (or a replica that may be ahead of a new
+// primary): Rewind (pg_rewind decides whether the timelines diverged and
+// does nothing when they did not), then Start; if Rewind fails, Wipe and
+// CloneFrom. Promote checkpoints so that a rewind against the new
+// primary sees its new timeline at once.
+//
+// The server is reached over TCP (127.0.0.1, or the listen host) as the
+// superuser with its password (scram-sha-256); each call opens a short
+// connection bounded by a timeout.
 package replication

@@ -238,11 +238,11 @@ func (in *Instance) clearStaleLock(ctx context.Context) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("replication: start: processes %v of a previous postmaster still run in %s: stop them first", pids, in.cfg.DataDir)
+			return fmt.Errorf("replication: processes %v of a previous postmaster still run in %s: stop them first", pids, in.cfg.DataDir)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("replication: start: waiting for old postgres processes %v to exit: %w", pids, ctx.Err())
+			return fmt.Errorf("replication: waiting for old postgres processes %v to exit: %w", pids, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
