@@ -157,6 +157,13 @@ func TestFailoverCycle(t *testing.T) {
 	if err := b.Instance.Stop(ctx, replication.StopFast); err != nil {
 		t.Fatal(err)
 	}
+	ckpt, err := b.Instance.CheckpointLocation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.WaitFor(t, 30*time.Second, "past the old primary's shutdown checkpoint "+ckpt.String(), func(s replication.Status) bool {
+		return s.ReplayLSN > ckpt
+	})
 	if err := a.Instance.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}

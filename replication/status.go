@@ -223,6 +223,18 @@ func (in *Instance) SystemIdentifier(ctx context.Context) (string, error) {
 	return id, nil
 }
 
+// CheckpointLocation returns the control file's "Latest checkpoint
+// location". After a clean shutdown it is the shutdown checkpoint: a
+// replica whose ReplayLSN is past it holds every record of this server,
+// so it can be promoted and this server can follow it without a rewind.
+func (in *Instance) CheckpointLocation(ctx context.Context) (LSN, error) {
+	cd, err := in.ControlData(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return ParseLSN(cd["Latest checkpoint location"])
+}
+
 // Slot is one replication slot.
 type Slot struct {
 	Name       string
