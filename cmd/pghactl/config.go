@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,11 +58,35 @@ func editConfigCommand() *cli.Command {
 }
 
 func toYAML(m map[string]any) (string, error) {
-	b, err := yaml.Marshal(m)
+	b, err := yaml.Marshal(intsAsInts(m))
 	if err != nil {
 		return "", fmt.Errorf("render config as YAML: %w", err)
 	}
 	return string(b), nil
+}
+
+// intsAsInts turns JSON's float64 whole numbers back into integers, so
+// YAML prints 1048576 rather than 1.048576e+06.
+func intsAsInts(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = intsAsInts(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = intsAsInts(e)
+		}
+		return out
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int64(x)
+		}
+	}
+	return v
 }
 
 // setPatch turns "a.b.c=value" into a nested patch; postgresql.parameters

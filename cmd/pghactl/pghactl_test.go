@@ -327,14 +327,14 @@ func TestPauseResume(t *testing.T) {
 func TestShowAndEditConfig(t *testing.T) {
 	tc := newTestCluster(t)
 	out, err := tc.ctl(t, "", "show-config")
-	if err != nil || !strings.Contains(out, "ttl: 10\n") || !strings.Contains(out, "max_connections: 100") {
+	if err != nil || !strings.Contains(out, "ttl: 10\n") || !strings.Contains(out, "max_connections: 100") || !strings.Contains(out, "maximum_lag_on_failover: 1048576\n") {
 		t.Fatalf("show-config: %v\n%s", err, out)
 	}
 	out, err = tc.ctl(t, "", "edit-config", "-s", "ttl=30", "-p", "work_mem=8MB", "-s", "postgresql.parameters.max_connections=null", "--force")
 	if err != nil {
 		t.Fatalf("edit-config: %v\n%s", err, out)
 	}
-	for _, want := range []string{"-ttl: 10", "+ttl: 30", "+        work_mem: 8MB", "-        max_connections: 100", "Configuration changed"} {
+	for _, want := range []string{"-ttl: 10\n+ttl: 30\n", "+        work_mem: 8MB", "-        max_connections: 100", "Configuration changed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("edit-config output lacks %q:\n%s", want, out)
 		}
