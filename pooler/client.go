@@ -41,6 +41,10 @@ const (
 	cliWaiting
 )
 
+// inlineSize is how much of a new batch the client reads before taking a
+// pooled buffer: enough for a typical small query in one read.
+const inlineSize = 96
+
 // errTerminate ends a client session after its Terminate message.
 var errTerminate = errors.New("pooler: client terminated")
 
@@ -50,7 +54,8 @@ type client struct {
 	p      *Pooler
 	id     uint64
 	conn   net.Conn
-	hdr    [5]byte
+	inline [inlineSize]byte
+	pre    prefixReader
 	br     *bufio.Reader // pooled; nil while idle
 	mode   poolMode
 	track  bool // rename protocol-level prepared statements
@@ -80,53 +85,88 @@ type client struct {
 
 // serve runs the message loop after a successful login.
 func (c *client) serve() error {
-	maxLen := int(c.p.cfg.MaxPacketSize)
-	idleTimeout := c.p.cfg.ClientIdleTimeout.D()
 	for {
-		var t byte
-		var n int
-		var err error
-		if c.br != nil && c.br.Buffered() > 0 {
-			hdr, err := c.br.Peek(5)
-			if err != nil {
-				return err
-			}
-			t = hdr[0]
-			if n, err = bodyLen(hdr, maxLen); err != nil {
-				return err
-			}
-			c.br.Discard(5)
-		} else {
-			if c.br != nil {
-				putReader(c.br)
-				c.br = nil
-			}
-			c.state.Store(cliIdle)
-			if idleTimeout > 0 {
-				c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
-			}
-			if _, err = io.ReadFull(c.conn, c.hdr[:]); err != nil {
-				return err
-			}
-			if idleTimeout > 0 {
-				c.conn.SetReadDeadline(time.Time{})
-			}
-			t = c.hdr[0]
-			if n, err = bodyLen(c.hdr[:], maxLen); err != nil {
-				return err
-			}
-			c.br = getReader(c.conn)
-			c.state.Store(cliActive)
+		t, n, err := c.nextMessage()
+		if err != nil {
+			return err
 		}
 		if err := c.handle(t, n); err != nil {
 			return err
 		}
-		if c.br.Buffered() == 0 && c.batch != nil {
+		if !c.pending() && c.batch != nil {
 			if err := c.endBatch(); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// nextMessage reads the next message header, checking its length against
+// max_packet_size before anything is buffered. While nothing is pending
+// the client holds no buffer: the first read of a batch goes into the
+// client's small inline array, and a pooled reader is taken only then.
+func (c *client) nextMessage() (byte, int, error) {
+	maxLen := int(c.p.cfg.MaxPacketSize)
+	if c.pending() {
+		hdr, err := c.br.Peek(5)
+		if err != nil {
+			return 0, 0, err
+		}
+		t := hdr[0]
+		n, err := bodyLen(hdr, maxLen)
+		if err != nil {
+			return 0, 0, err
+		}
+		c.br.Discard(5)
+		return t, n, nil
+	}
+	if c.br != nil {
+		putReader(c.br)
+		c.br = nil
+	}
+	c.state.Store(cliIdle)
+	idleTimeout := c.p.cfg.ClientIdleTimeout.D()
+	if idleTimeout > 0 {
+		c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
+	}
+	k, err := io.ReadAtLeast(c.conn, c.inline[:], 5)
+	if err != nil {
+		return 0, 0, err
+	}
+	if idleTimeout > 0 {
+		c.conn.SetReadDeadline(time.Time{})
+	}
+	t := c.inline[0]
+	n, err := bodyLen(c.inline[:5], maxLen)
+	if err != nil {
+		return 0, 0, err
+	}
+	c.pre.rest = c.inline[5:k]
+	c.pre.conn = c.conn
+	c.br = getReader(&c.pre)
+	c.state.Store(cliActive)
+	return t, n, nil
+}
+
+// pending reports whether bytes of the client's batch are already read.
+func (c *client) pending() bool {
+	return (c.br != nil && c.br.Buffered() > 0) || len(c.pre.rest) > 0
+}
+
+// prefixReader serves bytes already read into the inline array, then the
+// connection.
+type prefixReader struct {
+	rest []byte
+	conn io.Reader
+}
+
+func (r *prefixReader) Read(p []byte) (int, error) {
+	if len(r.rest) > 0 {
+		n := copy(p, r.rest)
+		r.rest = r.rest[n:]
+		return n, nil
+	}
+	return r.conn.Read(p)
 }
 
 // endBatch flushes what this goroutine wrote to the server and lets the

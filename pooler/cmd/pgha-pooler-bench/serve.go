@@ -5,6 +5,7 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/pgha/pgha/config"
@@ -21,8 +22,20 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.StringVar(&cfg.PoolMode, "pool-mode", "transaction", "pool mode")
 	fs.IntVar(&cfg.DefaultPoolSize, "pool-size", 20, "default_pool_size")
 	fs.IntVar(&cfg.MaxClientConn, "max-client-conn", 11000, "max_client_conn")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg.QueryWaitTimeout = config.Duration(120 * time.Second)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

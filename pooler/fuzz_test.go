@@ -1,0 +1,153 @@
+package pooler
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/config"
+)
+
+// byteConn is a net.Conn that reads a fixed input and drops writes.
+type byteConn struct {
+	r *bytes.Reader
+}
+
+func (b *byteConn) Read(p []byte) (int, error)         { return b.r.Read(p) }
+func (b *byteConn) Write(p []byte) (int, error)        { return len(p), nil }
+func (b *byteConn) Close() error                       { return nil }
+func (b *byteConn) LocalAddr() net.Addr                { return &net.TCPAddr{} }
+func (b *byteConn) RemoteAddr() net.Addr               { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+func (b *byteConn) SetDeadline(t time.Time) error      { return nil }
+func (b *byteConn) SetReadDeadline(t time.Time) error  { return nil }
+func (b *byteConn) SetWriteDeadline(t time.Time) error { return nil }
+
+func msg(t byte, body []byte) []byte {
+	b := []byte{t, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[1:], uint32(len(body)+4))
+	return append(b, body...)
+}
+
+func startupPacket(code uint32, body []byte) []byte {
+	b := make([]byte, 8, 8+len(body))
+	binary.BigEndian.PutUint32(b, uint32(8+len(body)))
+	binary.BigEndian.PutUint32(b[4:], code)
+	return append(b, body...)
+}
+
+const fuzzMaxPacket = 4096
+
+func fuzzPooler(t testing.TB) *Pooler {
+	cfg := config.DefaultPooler()
+	cfg.MaxPacketSize = fuzzMaxPacket
+	cfg.AuthType = "trust"
+	p, err := New(cfg, NewStaticRouter("127.0.0.1:1"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// FuzzClientFraming feeds junk to the startup phase and to the message
+// framing of an established session: every input must end in a clean
+// error (protocol violation or end of input), never a panic, and no
+// message body larger than max_packet_size may be accepted.
+func FuzzClientFraming(f *testing.F) {
+	f.Add(startupPacket(protocolV3, []byte("user\x00u\x00database\x00d\x00\x00")))
+	f.Add(startupPacket(sslRequestCode, nil))
+	f.Add(append(startupPacket(gssEncRequestCode, nil), startupPacket(protocolV3, []byte("user\x00u\x00\x00"))...))
+	f.Add(startupPacket(cancelRequestCode, []byte{0, 0, 0, 1, 0, 0, 0, 2}))
+	f.Add(startupPacket(protocolV3, []byte("user\x00u")))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 3, 0, 0})
+	f.Add([]byte{0, 0, 0, 4})
+	f.Add(msg('Q', []byte("SELECT 1\x00")))
+	f.Add(append(msg('S', nil), msg('Q', []byte("select 2\x00"))...))
+	f.Add(append(msg('P', []byte("s1\x00select $1\x00\x00\x00")), msg('B', []byte("\x00s1\x00\x00\x00\x00\x00\x00\x00"))...))
+	f.Add([]byte{'Q', 0x80, 0, 0, 0})
+	f.Add([]byte{'Q', 0, 0, 0, 3})
+	f.Add([]byte{'Q', 0x7f, 0xff, 0xff, 0xff, 'x'})
+	f.Add([]byte{'d', 0, 0, 0x10, 0x05})
+	f.Add([]byte{'Q', 0, 0, 0, 20, 'a', 'b'})
+	p := fuzzPooler(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Startup phase.
+		c := &client{p: p, conn: &byteConn{bytes.NewReader(data)}, addr: "127.0.0.1:1", wake: make(chan struct{}, 1)}
+		params, err := c.readStartup()
+		if err == nil && params != nil && params["user"] == "" {
+			t.Fatalf("startup accepted without a user: %v", params)
+		}
+		// Session framing: read every message as serve does, skipping bodies.
+		c = &client{p: p, conn: &byteConn{bytes.NewReader(data)}}
+		for i := 0; ; i++ {
+			typ, n, err := c.nextMessage()
+			if err != nil {
+				if !errors.Is(err, ErrProtocol) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("message %d: unclean error %v", i, err)
+				}
+				break
+			}
+			if n < 0 || n > fuzzMaxPacket {
+				t.Fatalf("message %d %q: accepted body of %d bytes past max_packet_size", i, typ, n)
+			}
+			if typ == 'P' || typ == 'B' {
+				// The name parsing the handlers do must not panic either.
+				if b, err := readBody(c.br, n); err == nil {
+					name, rest, _ := cbytes(b)
+					_, _, _ = cbytes(rest)
+					_ = name
+				}
+				continue
+			}
+			if _, err := c.br.Discard(n); err != nil {
+				break
+			}
+		}
+		if c.br != nil {
+			putReader(c.br)
+		}
+	})
+}
+
+// TestBodyLen pins the framing checks the fuzz target relies on.
+func TestBodyLen(t *testing.T) {
+	for _, tc := range []struct {
+		hdr  []byte
+		want int
+		ok   bool
+	}{
+		{[]byte{'Q', 0, 0, 0, 4}, 0, true},
+		{[]byte{'Q', 0, 0, 0, 3}, 0, false},
+		{[]byte{'Q', 0xff, 0xff, 0xff, 0xff}, 0, false},
+		{[]byte{'Q', 0, 0, 0x10, 4}, 4096, true},
+		{[]byte{'Q', 0, 0, 0x10, 5}, 0, false},
+	} {
+		n, err := bodyLen(tc.hdr, 4096)
+		if (err == nil) != tc.ok || (tc.ok && n != tc.want) {
+			t.Errorf("bodyLen(%v) = %d, %v", tc.hdr, n, err)
+		}
+		if err != nil && !errors.Is(err, ErrProtocol) {
+			t.Errorf("bodyLen(%v) error %v is not ErrProtocol", tc.hdr, err)
+		}
+	}
+}
+
+func TestParseUserlist(t *testing.T) {
+	in := "; comment\n\"alice\" \"pw\"\n\"bob\" \"md5" + "0123456789abcdef0123456789abcdef\"\n" +
+		"\"q\"\"uote\" \"SCRAM-SHA-256$4096:c2FsdA==$" +
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n"
+	users, err := parseUserlist(bytes.NewReader([]byte(in)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if users["alice"].plain != "pw" || users["bob"].md5 == "" || users["q\"uote"].scram == nil {
+		t.Fatalf("parsed %+v", users)
+	}
+	if _, err := parseUserlist(bytes.NewReader([]byte("alice pw\n")), "test"); err == nil {
+		t.Fatal("unquoted line accepted")
+	}
+}
