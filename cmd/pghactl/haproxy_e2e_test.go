@@ -362,6 +362,19 @@ func TestHAProxyE2E(t *testing.T) {
 	if hist := ctlRun("history", "-f", "tsv"); !strings.Contains(hist, "node2") {
 		t.Errorf("pghactl history has no entry for node2:\n%s", hist)
 	}
+	// Maintenance mode through PATCH /config, seen by every member's API.
+	if out := ctlRun("pause", "--wait"); !strings.Contains(out, "Success: cluster management is paused") {
+		t.Errorf("pghactl pause --wait:\n%s", out)
+	}
+	if out := ctlRun("list"); !strings.Contains(out, " Maintenance mode: on") {
+		t.Errorf("pghactl list while paused:\n%s", out)
+	}
+	if port, err := writeThrough(addrP, "paused"); err != nil || byPort[port] != "node2" {
+		t.Errorf("write while paused landed on %q (%v)", byPort[port], err)
+	}
+	if out := ctlRun("resume", "--wait"); !strings.Contains(out, "Success: cluster management is resumed") {
+		t.Errorf("pghactl resume --wait:\n%s", out)
+	}
 	if _, err := os.Stat(marker); err != nil {
 		t.Errorf("node1 was rewound or recloned to follow node2 (marker gone: %v)", err)
 	}
