@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pgha/pgha/cluster"
 )
 
 // TestBootstrapReplicateKillRejoin: three daemons bootstrap one cluster
@@ -78,4 +80,37 @@ func TestBootstrapReplicateKillRejoin(t *testing.T) {
 	if v := tc.view(); v.Leader != next.name {
 		t.Fatalf("leader changed to %s after the old leader rejoined", v.Leader)
 	}
+
+	// Postgres crash with the daemon alive: restarted in place, same leader.
+	crashed := time.Now()
+	if err := next.pg.Instance.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitFor(30*time.Second, next.name+" writable again after its postgres crashed", func() string {
+		ctx, cancel := ctxTimeout(2 * time.Second)
+		defer cancel()
+		if !next.writable(ctx, "rows") {
+			return "not writable"
+		}
+		return ""
+	})
+	t.Logf("postgres crash on the leader: writes again %.1fs later", time.Since(crashed).Seconds())
+	if v := tc.view(); v.Leader != next.name {
+		t.Fatalf("leader %s after a postgres crash on %s: want a restart in place", v.Leader, next.name)
+	}
+
+	// Clean shutdown of the leader's daemon hands over well before a ttl.
+	stopped := time.Now()
+	next.stop()
+	tc.waitFor(testDCS().TTL.D(), "another leader after a clean shutdown", func() string {
+		v := tc.view()
+		if v.Leader == "" || v.Leader == next.name {
+			return "leader " + v.Leader
+		}
+		if m, ok := v.Member(v.Leader); !ok || m.Role != cluster.RolePrimary {
+			return "new leader not primary yet"
+		}
+		return ""
+	})
+	t.Logf("clean shutdown handover took %.1fs", time.Since(stopped).Seconds())
 }

@@ -142,10 +142,7 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		}
 		sctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		if err := l.pg.Start(sctx); err != nil {
-			return fmt.Errorf("leader: restart crashed primary within %s: %w", timeout, err)
-		}
-		return nil
+		return l.restartInPlace(sctx, timeout)
 
 	case Release:
 		l.fence()
@@ -175,6 +172,28 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		return l.pg.Stop(ctx, false)
 	}
 	return fmt.Errorf("leader: unknown action %q", a.Kind)
+}
+
+// restartInPlace starts the crashed primary, retrying while the dead
+// postmaster's children are still exiting, until it accepts connections
+// or ctx (master_start_timeout) ends.
+func (l *Loop) restartInPlace(ctx context.Context, timeout time.Duration) error {
+	var lastErr error
+	for {
+		if err := l.pg.Start(ctx); err != nil {
+			lastErr = err
+		} else if st, err := l.pg.Status(ctx); err == nil && st.Running {
+			l.log.Info("crashed primary restarted in place")
+			return nil
+		} else if err != nil {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("leader: restart crashed primary: not accepting connections within %s: %w", timeout, errors.Join(lastErr, ctx.Err()))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (l *Loop) fence() {

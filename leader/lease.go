@@ -83,6 +83,13 @@ func (l *Lease) notify() {
 // clean handover; a killed daemon's lease simply expires.
 func (l *Lease) Run(ctx context.Context) error {
 	for {
+		if l.State().ID != 0 { // replaced by Regrant: keep the new one alive
+			l.keepAlive(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
 		if err := l.grant(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -116,6 +123,21 @@ func (l *Lease) Revoke(ctx context.Context) error {
 	}
 	l.mu.Unlock()
 	l.notify()
+	return nil
+}
+
+// Regrant replaces the lease with one of the TTL last set: grant the new
+// one, then revoke the old. Only for a member that holds no leader key.
+func (l *Lease) Regrant(ctx context.Context) error {
+	old := l.State()
+	if err := l.grant(ctx); err != nil {
+		return err
+	}
+	if old.ID != 0 {
+		if _, err := l.cli.Revoke(ctx, old.ID); err != nil {
+			return fmt.Errorf("leader: revoke replaced lease %x: %w", int64(old.ID), err)
+		}
+	}
 	return nil
 }
 

@@ -254,8 +254,9 @@ func (l *Loop) run(ctx context.Context) error {
 	}
 }
 
-// watchdog enforces DESIGN rule 1 even when the loop is stuck in a long
-// action: if the local Postgres was last seen writable and the lease
+// watchdog polls every 100 ms. It wakes the loop as soon as a primary's
+// postmaster dies, and it enforces DESIGN rule 1 even when the loop is
+// stuck in a long action: if the local Postgres was last seen writable and the lease
 // deadline passed by more than a beat, it pauses writes (OnFence) and
 // stops Postgres immediately itself.
 func (l *Loop) watchdog(ctx context.Context) error {
@@ -271,6 +272,14 @@ func (l *Loop) watchdog(ctx context.Context) error {
 		}
 		ls := l.lease.State()
 		if !l.primaryRunning.Load() || ls.TTL == 0 {
+			continue
+		}
+		if !l.pg.Alive() {
+			// The primary's postmaster died: run a cycle now rather than at
+			// the next loop_wait (DESIGN rule 3, restart in place).
+			l.primaryRunning.Store(false)
+			l.log.Warn("postgres postmaster is gone on the primary")
+			l.Wake()
 			continue
 		}
 		late := ls.Deadline(margin(ls.TTL)).Add(250 * time.Millisecond)
@@ -331,8 +340,20 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 	if viewOK {
 		v = snap.View
 		cfg = v.Config
-		if cfg.TTL.D() != ls.TTL && cfg.TTL > 0 {
+		if cfg.TTL > 0 && cfg.TTL.D() != ls.TTL && ls.ID != 0 {
+			// A new ttl applies at the next grant. A non-leader regrants
+			// now (its member key is republished this cycle); the leader
+			// keeps its lease, bound to the leader key, until it steps down.
 			l.lease.SetTTL(cfg.TTL.D())
+			if v.Leader != l.opt.Name {
+				l.log.Info("ttl changed; renewing the member lease", "ttl", cfg.TTL.D().String())
+				rctx, cancel := context.WithTimeout(ctx, cfg.RetryTimeout.D())
+				if err := l.lease.Regrant(rctx); err != nil {
+					l.log.Warn("regrant lease", "err", err)
+				}
+				cancel()
+				ls = l.lease.State()
+			}
 		}
 	} else {
 		l.log.Warn("cannot read the cluster from etcd", "err", err)

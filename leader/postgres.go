@@ -14,6 +14,9 @@ type Postgres interface {
 	// Status reports the local server; a missing data dir is
 	// Local{Initialized: false} with a nil error.
 	Status(ctx context.Context) (Local, error)
+	// Alive reports whether the postmaster process exists: cheap (no SQL),
+	// polled often so a crash of the primary is noticed at once.
+	Alive() bool
 	// Bootstrap runs initdb and starts the new cluster as a primary.
 	Bootstrap(ctx context.Context) error
 	// Start starts the server as its data dir says (standby or primary).

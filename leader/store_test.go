@@ -218,6 +218,24 @@ func TestLeaseKeepaliveExpiryAndWatch(t *testing.T) {
 	if v.Leader != "" {
 		t.Fatalf("leader key survived its lease: %q", v.Leader)
 	}
+	// Regrant with a new ttl: a new lease, the old one revoked, and the
+	// new one kept alive past its ttl.
+	cur := l.State()
+	l.SetTTL(2 * time.Second)
+	if err := l.Regrant(ctx); err != nil {
+		t.Fatal(err)
+	}
+	re := l.State()
+	if re.ID == cur.ID || re.TTL != 2*time.Second {
+		t.Fatalf("after regrant: %+v (was %+v)", re, cur)
+	}
+	if ttl, err := cli.TimeToLive(ctx, cur.ID); err == nil && ttl.TTL > 0 {
+		t.Fatalf("old lease still alive: %+v", ttl)
+	}
+	time.Sleep(3 * time.Second)
+	if ttl, err := cli.TimeToLive(ctx, re.ID); err != nil || ttl.TTL <= 0 || l.State().ID != re.ID {
+		t.Fatalf("regranted lease not kept alive: %+v %v (state %+v)", ttl, err, l.State())
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)

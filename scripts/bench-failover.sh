@@ -4,8 +4,9 @@
 # Starts a 3-node `pgha demo` cluster (defaults: ttl 10s, loop_wait 1s,
 # retry_timeout 3s), runs a write loop that inserts a row every ~20 ms into
 # whichever node accepts it, then:
-#   1. N times: kill -9 the leader node (its pgha daemon AND its Postgres);
-#      the demo restarts the daemon, which rejoins as a replica.
+#   1. N times: kill -9 the leader node (its pgha daemon AND its Postgres)
+#      and keep it down until writes resume on another node (the lease must
+#      expire); then let the demo restart it so it rejoins as a replica.
 #   2. N times: kill -9 only the leader's postmaster (daemon alive: restart
 #      in place).
 # For each round it prints the seconds without a successful write (last
@@ -83,14 +84,16 @@ psql_on "$(port_of "$(leader)")" "CREATE TABLE IF NOT EXISTS bench_writes (id bi
 
 # The write loop: one INSERT at a time, trying the last good node first.
 writer() {
-	local good=1 p i k
+	local good=1 p i k t0
 	local stop_at=$(($(date +%s) + 3600))
 	while [ ! -e "$WORK/stop" ] && [ "$(date +%s)" -lt "$stop_at" ]; do
 		for k in 0 1 2; do
 			i=$(((good - 1 + k) % NODES + 1))
 			p=$((BASE + i))
+			t0=$(now_ms)
 			if psql_on "$p" "INSERT INTO bench_writes DEFAULT VALUES" >/dev/null; then
-				echo "$(now_ms) node$i" >>"$WORK/writes.log"
+				# start and end of each acknowledged write
+				echo "$t0 $(now_ms) node$i" >>"$WORK/writes.log"
 				good=$i
 				break
 			fi
@@ -102,11 +105,12 @@ writer() {
 writer &
 WRITER_PID=$!
 
-# gap KILL_MS: seconds between the last write before KILL_MS and the first after.
+# gap KILL_MS: seconds from the last write acknowledged before KILL_MS to
+# the first acknowledged write that was sent after it.
 gap() {
 	local kill_ms=$1 before after
-	before=$(awk -v k="$kill_ms" '$1 <= k { t = $1 } END { print t }' "$WORK/writes.log")
-	after=$(awk -v k="$kill_ms" '$1 > k { print $1; exit }' "$WORK/writes.log")
+	before=$(awk -v k="$kill_ms" '$1 <= k && $2 > t { t = $2 } END { print t }' "$WORK/writes.log")
+	after=$(awk -v k="$kill_ms" '$1 > k { print $2; exit }' "$WORK/writes.log")
 	awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f\n", (a - b) / 1000 }'
 }
 
@@ -126,11 +130,17 @@ round() { # mode: node | postgres
 	pm=$(head -1 "$DIR/$l/data/postmaster.pid")
 	kill_ms=$(now_ms)
 	if [ "$mode" = node ]; then
+		# Keep the node down (the demo restarts dead children: hide its
+		# config so the restart fails) until writes resume elsewhere.
+		mv "$DIR/$l.yml" "$DIR/$l.yml.away"
 		pid=$(cat "$DIR/$l.pid")
 		kill -KILL "$pid"
 	fi
 	kill -KILL "$pm"
 	wait_for 120 "writes to resume after kill -9 of $l ($mode)" writes_after "$kill_ms"
+	if [ "$mode" = node ]; then
+		mv "$DIR/$l.yml.away" "$DIR/$l.yml"
+	fi
 	g=$(gap "$kill_ms")
 	echo "$g" >>"$WORK/$mode.gaps"
 	echo "$mode kill -9 of leader $l: ${g}s without writes (new leader $(leader))"

@@ -53,6 +53,8 @@ func (p pgAdapter) Status(ctx context.Context) (leader.Local, error) {
 	return local, nil
 }
 
+func (p pgAdapter) Alive() bool { return p.in.IsRunning() }
+
 func (p pgAdapter) Bootstrap(ctx context.Context) error { return p.in.Init(ctx) }
 func (p pgAdapter) Start(ctx context.Context) error     { return p.in.Start(ctx) }
 func (p pgAdapter) Promote(ctx context.Context) error   { return p.in.Promote(ctx) }
