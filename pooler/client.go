@@ -230,7 +230,7 @@ func (c *client) server() (*server, error) {
 		var m msgBuilder
 		s.bw.Write(m.begin('Q').str(set).end().b)
 	}
-	go s.pump(c)
+	s.attach <- c
 	return s, nil
 }
 

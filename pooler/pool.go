@@ -288,6 +288,11 @@ func (pl *pool) connect(deadline time.Time) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	pl.p.workers.Add(1)
+	go func() {
+		defer pl.p.workers.Done()
+		s.pumpWorker()
+	}()
 	pl.mu.Lock()
 	if pl.all == nil {
 		pl.all = make(map[*server]struct{})

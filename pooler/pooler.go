@@ -47,6 +47,7 @@ type Pooler struct {
 	primary string // the primary the rw pools were built for
 
 	listeners []net.Listener
+	workers   sync.WaitGroup // server pump goroutines
 	metrics   *metrics
 	shutdown  chan struct{}
 	shutOnce  sync.Once
@@ -203,6 +204,12 @@ func (p *Pooler) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	for _, pl := range p.poolList() {
+		for _, s := range pl.servers() {
+			s.close()
+		}
+	}
+	p.workers.Wait()
 	return nil
 }
 

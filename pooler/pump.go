@@ -81,7 +81,7 @@ func (s *server) queued() int { return len(s.q) - s.qh }
 func (s *server) emitSynth() {
 	for s.queued() > 0 && s.q[s.qh].act == actSynth {
 		e := s.pop()
-		s.cw.Write([]byte{e.msg, 0, 0, 0, 4})
+		writeBytes(s.cw, e.msg, 0, 0, 0, 4)
 	}
 }
 
@@ -102,6 +102,19 @@ func (s *server) skipToSync() {
 		s.forgetFailed(s.pop())
 	}
 	s.skip = true
+}
+
+// pumpWorker is the server's goroutine: it pumps for each client that
+// attaches until the server closes.
+func (s *server) pumpWorker() {
+	for {
+		select {
+		case c := <-s.attach:
+			s.pump(c)
+		case <-s.done:
+			return
+		}
+	}
 }
 
 // pump forwards the server's answers to client c while c is attached. It
@@ -185,13 +198,14 @@ func (s *server) pumpLoop(c *client) error {
 			continue
 		case 'Z':
 			br.Discard(5)
-			var st [1]byte
 			if n != 1 {
 				return fmt.Errorf("%w: ReadyForQuery of length %d", ErrProtocol, n+4)
 			}
-			if _, err := br.Read(st[:]); err != nil {
+			status, err := br.ReadByte()
+			if err != nil {
 				return err
 			}
+			var st = [1]byte{status}
 			c.mu.Lock()
 			s.emitSynth()
 			swallow := false
@@ -201,7 +215,7 @@ func (s *server) pumpLoop(c *client) error {
 			s.emitSynth()
 			s.status = st[0]
 			if !swallow {
-				cw.Write([]byte{'Z', 0, 0, 0, 5, st[0]})
+				writeBytes(cw, 'Z', 0, 0, 0, 5, st[0])
 				c.stats.txnEnd(st[0])
 			}
 			if s.queued() > 0 {

@@ -68,6 +68,8 @@ type server struct {
 	status  byte
 
 	client atomic.Pointer[client]
+	attach chan *client
+	done   chan struct{}
 	closed atomic.Bool
 	// Stats for SHOW SERVERS.
 	state atomic.Int32
@@ -102,6 +104,8 @@ func (p *Pooler) dialServer(ctx context.Context, pl *pool, addr string) (*server
 		params:   make(map[string]string),
 		prepared: make(map[uint64]uint64),
 		holdCh:   make(chan struct{}, 1),
+		attach:   make(chan *client, 1),
+		done:     make(chan struct{}),
 		status:   'I',
 	}
 	s.state.Store(srvLogin)
@@ -317,6 +321,7 @@ func (s *server) close() {
 	if s.closed.Swap(true) {
 		return
 	}
+	close(s.done)
 	var m msgBuilder
 	s.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	s.conn.Write(m.begin('X').end().b)

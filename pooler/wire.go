@@ -311,9 +311,19 @@ func readBody(src *bufio.Reader, n int) ([]byte, error) {
 	return b, err
 }
 
+// writeHeader writes a message header without allocating.
 func writeHeader(w *bufio.Writer, t byte, bodyLen int) {
-	var h [5]byte
-	h[0] = t
-	binary.BigEndian.PutUint32(h[1:], uint32(bodyLen+4))
-	w.Write(h[:])
+	l := uint32(bodyLen + 4)
+	writeBytes(w, t, byte(l>>24), byte(l>>16), byte(l>>8), byte(l))
+}
+
+// writeBytes writes a few bytes through w's own buffer (no escaping slice).
+func writeBytes(w *bufio.Writer, bs ...byte) {
+	if w.Available() >= len(bs) {
+		w.Write(append(w.AvailableBuffer(), bs...))
+		return
+	}
+	for _, b := range bs {
+		w.WriteByte(b)
+	}
 }
