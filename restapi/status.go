@@ -24,7 +24,11 @@ func statusDoc(f facts) map[string]any {
 		state = "unknown"
 	}
 	if st.Queried {
-		doc["postmaster_start_time"] = patroniTime(st.PostmasterStartTime)
+		if st.PostmasterStartTime.IsZero() {
+			doc["postmaster_start_time"] = nil
+		} else {
+			doc["postmaster_start_time"] = patroniTime(st.PostmasterStartTime)
+		}
 		doc["server_version"] = st.ServerVersion
 		if st.Role == cluster.RolePrimary {
 			doc["xlog"] = map[string]any{"location": st.XLogLocation}
