@@ -253,7 +253,7 @@ func (pl *pool) wakeAll() {
 // usable checks an idle server before reuse: lifetime, target, and the
 // check query after server_check_delay.
 func (pl *pool) usable(s *server) bool {
-	if s.closed.Load() {
+	if s.closed.Load() || s.closeNeeded.Load() {
 		return false
 	}
 	now := time.Now()
@@ -313,7 +313,7 @@ func (pl *pool) connect(deadline time.Time) (*server, error) {
 func (pl *pool) release(s *server, clean bool) {
 	s.lastUsed = time.Now()
 	s.state.Store(srvIdle)
-	if !clean || s.closed.Load() || !pl.p.targetOK(pl.key.readOnly, s.addr) {
+	if !clean || s.closed.Load() || s.closeNeeded.Load() || !pl.p.targetOK(pl.key.readOnly, s.addr) {
 		s.close()
 		return
 	}

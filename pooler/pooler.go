@@ -325,9 +325,12 @@ func (p *Pooler) Resume() {
 func (p *Pooler) Paused() bool { return p.paused.Load() }
 
 // Reconnect closes idle server connections now; busy ones are closed when
-// released (they no longer match the target) or, with force, at once.
+// released or, with force, at once.
 func (p *Pooler) Reconnect(force bool) {
 	for _, pl := range p.poolList() {
+		for _, s := range pl.servers() {
+			s.closeNeeded.Store(true)
+		}
 		pl.closeIdle(func(*server) bool { return true })
 		if force {
 			for _, s := range pl.servers() {
@@ -458,3 +461,5 @@ func (p *Pooler) isStats(user string) bool {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func defaultsForShow() config.Pooler { return config.DefaultPooler() }

@@ -20,6 +20,7 @@ func TestPooler(t *testing.T) {
 	t.Run("Copy", func(t *testing.T) { testCopy(t, p) })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, p) })
 	t.Run("PipelineError", func(t *testing.T) { testPipelineError(t, p) })
+	t.Run("AdminConsole", func(t *testing.T) { testAdminConsole(t, p) })
 	t.Run("Limits", func(t *testing.T) { testLimits(t, pg) })
 	t.Run("SessionMode", func(t *testing.T) { testSessionMode(t, pg) })
 	t.Run("StatementMode", func(t *testing.T) { testStatementMode(t, pg) })

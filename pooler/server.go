@@ -71,6 +71,8 @@ type server struct {
 	attach chan *client
 	done   chan struct{}
 	closed atomic.Bool
+	// closeNeeded: close instead of reusing at the next release.
+	closeNeeded atomic.Bool
 	// Stats for SHOW SERVERS.
 	state atomic.Int32
 }
