@@ -73,6 +73,11 @@ func newPG(t *testing.T) *testPG {
 // testPooler runs a pooler in front of pg until the test ends.
 func startPooler(t *testing.T, pg *testPG, mod func(*config.Pooler)) *Pooler {
 	t.Helper()
+	return startPoolerRouted(t, pg, NewStaticRouter(pg.node.Addr()), mod)
+}
+
+func startPoolerRouted(t *testing.T, pg *testPG, router Router, mod func(*config.Pooler)) *Pooler {
+	t.Helper()
 	cfg := config.DefaultPooler()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.AuthFile = pg.userlist
@@ -84,7 +89,7 @@ func startPooler(t *testing.T, pg *testPG, mod func(*config.Pooler)) *Pooler {
 	if mod != nil {
 		mod(&cfg)
 	}
-	p, err := New(cfg, NewStaticRouter(pg.node.Addr()), pgtest.Logger(t))
+	p, err := New(cfg, router, pgtest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
