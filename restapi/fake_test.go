@@ -2,6 +2,7 @@ package restapi
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -188,4 +189,39 @@ func do(t testing.TB, ts *httptest.Server, method, path, body string, auth ...st
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), resp.Header
+}
+
+// runServer starts a real Server (Listen + Run) on cfg and returns it with
+// stop, which ends Run and returns its error; t.Cleanup calls stop too.
+func runServer(t testing.TB, cfg config.RESTAPI, node *fakeNode) (*Server, func() error) {
+	t.Helper()
+	s, err := New(cfg, node, &fakeActions{}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("Run did not return within 10s of its context ending")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("REST API on %s: %v", s.Addr(), err)
+		}
+	})
+	return s, stop
 }

@@ -2,12 +2,9 @@ package restapi
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,22 +119,7 @@ func TestHAProxyRoutesByRole(t *testing.T) {
 		st.Name = name
 		n := &fakeNode{view: baseView(), ok: true, local: st}
 		nodes[name] = n
-		s, err := New(config.RESTAPI{Listen: "127.0.0.1:0"}, n, &fakeActions{}, nil, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Listen(); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-				t.Errorf("REST API %s: %v", name, err)
-			}
-		})
+		s, _ := runServer(t, config.RESTAPI{Listen: "127.0.0.1:0"}, n)
 		_, port, _ := net.SplitHostPort(s.Addr())
 		hn = append(hn, haproxytest.Node{Name: name, PGPort: nameServer(t, name), RESTPort: atoiT(t, port)})
 	}

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -57,20 +56,7 @@ func writeSelfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPoo
 func TestRunTLSAndShutdown(t *testing.T) {
 	certFile, keyFile, pool := writeSelfSigned(t)
 	node := &fakeNode{view: baseView(), ok: true, local: primaryStatus()}
-	s, err := New(config.RESTAPI{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}, node, &fakeActions{}, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	s, stop := runServer(t, config.RESTAPI{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}, node)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	resp, err := client.Get("https://" + s.Addr() + "/primary")
 	if err != nil {
@@ -87,15 +73,8 @@ func TestRunTLSAndShutdown(t *testing.T) {
 			t.Fatalf("plain HTTP answered 200 on the TLS port")
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel: %v", err)
-		}
-		done <- nil
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after ctx ended")
+	if err := stop(); err != nil {
+		t.Fatalf("Run after cancel: %v", err)
 	}
 	if _, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
 		t.Errorf("port still open after shutdown")

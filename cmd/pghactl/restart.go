@@ -23,25 +23,9 @@ func restartCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "do not ask for confirmation"},
 		},
 		Action: withCtl(func(ctx context.Context, x *ctl, c *cli.Context) error {
-			args, err := positional(c)
+			_, ms, err := pickMembers(ctx, x, c, "restart", true)
 			if err != nil {
 				return err
-			}
-			v, err := x.view(ctx)
-			if err != nil {
-				return err
-			}
-			ms, err := selectMembers(v, args, c.String("role"))
-			if err != nil {
-				return err
-			}
-			if err := printMembers(x.out, v, "pretty"); err != nil {
-				return err
-			}
-			if !c.Bool("force") {
-				if err := x.confirm("Are you sure you want to restart members " + names(ms) + "?"); err != nil {
-					return fmt.Errorf("restart aborted: %w", err)
-				}
 			}
 			body := map[string]any{}
 			if c.Bool("pending") {
@@ -77,6 +61,35 @@ func postToMembers(ctx context.Context, x *ctl, ms []cluster.Member, action, bod
 		return fmt.Errorf("%s failed on %s", action, strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// pickMembers reads the view, selects the members named on the command
+// line (all when none) with --role, prints the table when show, and asks
+// to confirm verb unless --force.
+func pickMembers(ctx context.Context, x *ctl, c *cli.Context, verb string, show bool) (cluster.View, []cluster.Member, error) {
+	args, err := positional(c)
+	if err != nil {
+		return cluster.View{}, nil, err
+	}
+	v, err := x.view(ctx)
+	if err != nil {
+		return v, nil, err
+	}
+	ms, err := selectMembers(v, args, c.String("role"))
+	if err != nil {
+		return v, nil, err
+	}
+	if show {
+		if err := printMembers(x.out, v, "pretty"); err != nil {
+			return v, nil, err
+		}
+	}
+	if !c.Bool("force") {
+		if err := x.confirm("Are you sure you want to " + verb + " members " + names(ms) + "?"); err != nil {
+			return v, nil, fmt.Errorf("%s aborted: %w", verb, err)
+		}
+	}
+	return v, ms, nil
 }
 
 // selectMembers returns the named members (all when none named) that have
