@@ -49,12 +49,9 @@ func runDaemon(ctx context.Context, path string) error {
 			case <-ctx.Done():
 				return nil
 			case <-hup:
-				next, err := config.Load(path)
-				if err != nil {
-					log.Error("SIGHUP: configuration not reloaded", "file", path, "err", err)
-					continue
+				if err := d.ReloadFile(path); err != nil {
+					log.Error("SIGHUP: configuration not reloaded", "err", err)
 				}
-				d.Reload(next)
 			}
 		}
 	})

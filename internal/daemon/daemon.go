@@ -186,8 +186,12 @@ func (d *Daemon) Kill() { d.loop.Kill() }
 // Name is this member's name.
 func (d *Daemon) Name() string { return d.cfg.Name }
 
-// Config returns the node configuration.
-func (d *Daemon) Config() config.Config { return d.cfg }
+// Config returns the node configuration (with reloaded tags).
+func (d *Daemon) Config() config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
 
 // Client is the etcd client (for components that must write keys through
 // the leader package, e.g. config PATCH).
@@ -302,17 +306,24 @@ func (d *Daemon) Reinitialize(ctx context.Context, force bool) error {
 // ErrNotPossible marks a request the cluster's state refuses.
 var ErrNotPossible = errors.New("daemon: not possible")
 
-// Reload applies a re-read configuration file. Tags apply at once; other
-// changed keys are reported as needing a restart of the daemon.
-func (d *Daemon) Reload(next config.Config) {
+// ReloadFile re-reads the node's configuration file (SIGHUP, POST
+// /reload) and applies it: tags at once; scope, name, etcd endpoints,
+// postgresql.listen and data_dir changes are reported as needing a
+// restart of the daemon. A file that no longer validates changes nothing.
+func (d *Daemon) ReloadFile(path string) error {
+	next, err := config.Load(path)
+	if err != nil {
+		return fmt.Errorf("daemon: reload %s: %w", path, err)
+	}
 	d.mu.Lock()
 	prev := d.cfg
 	d.cfg.Tags = next.Tags
 	d.mu.Unlock()
 	d.loop.SetTags(next.Tags)
-	d.log.Info("configuration reloaded", "tags", fmt.Sprintf("%+v", next.Tags))
+	d.log.Info("configuration reloaded", "file", path, "tags", fmt.Sprintf("%+v", next.Tags))
 	if prev.PostgreSQL.Listen != next.PostgreSQL.Listen || prev.PostgreSQL.DataDir != next.PostgreSQL.DataDir ||
 		prev.Scope != next.Scope || prev.Name != next.Name || strings.Join(prev.Etcd.Endpoints, ",") != strings.Join(next.Etcd.Endpoints, ",") {
 		d.log.Warn("configuration reload: scope, name, etcd endpoints, postgresql.listen and data_dir changes need a daemon restart")
 	}
+	return nil
 }
