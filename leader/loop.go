@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ type Loop struct {
 	opt   Options
 	log   *slog.Logger
 
+	http     *http.Client
 	wake     chan struct{}
 	requests chan request
 	killed   chan struct{}
@@ -91,6 +93,7 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 		pg:       pg,
 		opt:      opt,
 		log:      log,
+		http:     &http.Client{Timeout: peerTimeout},
 		wake:     make(chan struct{}, 1),
 		requests: make(chan request),
 		killed:   make(chan struct{}),
@@ -377,7 +380,7 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		LeaseDeadline:     deadline,
 		Local:             local,
 		Following:         l.following,
-		Peers:             peersOf(v, l.opt.Name),
+		Peers:             l.peers(ctx, v, viewOK, local),
 		CrashRestartTried: l.crashTried,
 		RewindFailed:      l.rewindFailed,
 		CleanStop:         l.cleanStop,
@@ -435,6 +438,17 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		}
 	}
 	return wait
+}
+
+// peers are the other members' positions: from their member keys, and,
+// when the leader key is free and this node might take it, refreshed from
+// their REST API.
+func (l *Loop) peers(ctx context.Context, v cluster.View, viewOK bool, local Local) []Peer {
+	ps := peersOf(v, l.opt.Name)
+	if viewOK && v.Leader == "" && v.Initialize != "" && local.Running {
+		ps = probePeers(ctx, l.http, v, ps)
+	}
+	return ps
 }
 
 func peersOf(v cluster.View, me string) []Peer {
