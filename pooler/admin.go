@@ -205,7 +205,7 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 		rs.cols = cols("type user database state addr port:i local_addr local_port:i connect_time request_time wait:i wait_us:i close_needed:i ptr link remote_pid:i tls application_name prepared_statements:i")
 		for _, c := range p.clientList() {
 			state := [...]string{"idle", "active", "waiting"}[c.state.Load()]
-			host, port := hostPort(c.addr)
+			host, port := hostPort(c.conn.RemoteAddr().String())
 			lhost, lport := hostPort(c.conn.LocalAddr().String())
 			link := ""
 			c.mu.Lock()

@@ -45,6 +45,13 @@ const (
 // pooled buffer: enough for a typical small query in one read.
 const inlineSize = 96
 
+// respawnAfter is how long a client is idle before its session moves to a
+// fresh goroutine (see nextMessage).
+const respawnAfter = time.Second
+
+// errRespawn asks the session to continue on a new goroutine.
+var errRespawn = errors.New("pooler: continue session on a fresh goroutine")
+
 // errTerminate ends a client session after its Terminate message.
 var errTerminate = errors.New("pooler: client terminated")
 
@@ -62,7 +69,6 @@ type client struct {
 	pool   *pool
 	user   string
 	db     string
-	addr   string
 	pid    uint32
 	secret uint32
 	stats  *poolStats
@@ -74,8 +80,8 @@ type client struct {
 	batch *server
 	wake  chan struct{}
 	timer *time.Timer
-	// waitStart is when the client started waiting for a server.
-	waitStart time.Time
+	// deep is set after a batch: the next long idle wait respawns.
+	deep bool
 
 	mu      sync.Mutex
 	srv     *server
@@ -126,16 +132,34 @@ func (c *client) nextMessage() (byte, int, error) {
 	}
 	c.state.Store(cliIdle)
 	idleTimeout := c.p.cfg.ClientIdleTimeout.D()
-	if idleTimeout > 0 {
-		c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
+	deep := c.deep
+	if deep || idleTimeout > 0 {
+		d := idleTimeout
+		if deep && (d == 0 || d > respawnAfter) {
+			d = respawnAfter
+		}
+		c.conn.SetReadDeadline(time.Now().Add(d))
 	}
 	k, err := io.ReadAtLeast(c.conn, c.inline[:], 5)
 	if err != nil {
+		var ne net.Error
+		if deep && k == 0 && errors.As(err, &ne) && ne.Timeout() {
+			// Idle for a while after work that may have grown this
+			// goroutine's stack: continue on a fresh, small one.
+			c.deep = false
+			if idleTimeout > 0 {
+				c.conn.SetReadDeadline(time.Now().Add(idleTimeout - respawnAfter))
+			} else {
+				c.conn.SetReadDeadline(time.Time{})
+			}
+			return 0, 0, errRespawn
+		}
 		return 0, 0, err
 	}
-	if idleTimeout > 0 {
+	if deep || idleTimeout > 0 {
 		c.conn.SetReadDeadline(time.Time{})
 	}
+	c.deep = true
 	t := c.inline[0]
 	n, err := bodyLen(c.inline[:5], maxLen)
 	if err != nil {

@@ -76,7 +76,7 @@ func FuzzClientFraming(f *testing.F) {
 	p := fuzzPooler(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Startup phase.
-		c := &client{p: p, conn: &byteConn{bytes.NewReader(data)}, addr: "127.0.0.1:1", wake: make(chan struct{}, 1)}
+		c := &client{p: p, conn: &byteConn{bytes.NewReader(data)}}
 		params, err := c.readStartup()
 		if err == nil && params != nil && params["user"] == "" {
 			t.Fatalf("startup accepted without a user: %v", params)

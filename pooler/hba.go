@@ -63,7 +63,7 @@ func (p *Pooler) hbaMethod(c *client, db, user string) (string, error) {
 	}
 	var ip net.IP
 	local := true
-	if host, _, err := net.SplitHostPort(c.addr); err == nil {
+	if host, _, err := net.SplitHostPort(c.conn.RemoteAddr().String()); err == nil {
 		ip, local = net.ParseIP(host), false
 	}
 	for _, r := range rules {
@@ -84,5 +84,5 @@ func (p *Pooler) hbaMethod(c *client, db, user string) (string, error) {
 		}
 		return r.method, nil
 	}
-	return "", &loginError{codeInvalidAuthSpec, fmt.Sprintf("no hba rule for host %q, user %q, database %q", c.addr, user, db)}
+	return "", &loginError{codeInvalidAuthSpec, fmt.Sprintf("no hba rule for host %q, user %q, database %q", c.conn.RemoteAddr().String(), user, db)}
 }

@@ -293,7 +293,6 @@ func (c *client) login(readOnly bool) (bool, error) {
 	c.pool, c.stats = pl, &pl.stats
 	c.mode = parseMode(c.p.cfg.PoolMode)
 	c.track = c.mode != modeSession && c.p.cfg.MaxPreparedStatements > 0
-	c.stmts = make(map[string]*stmtDef)
 	for k, v := range params {
 		if i := trackedIndex(k); i >= 0 {
 			c.tracked[i] = v
@@ -329,19 +328,19 @@ func (c *client) login(readOnly bool) (bool, error) {
 	return true, nil
 }
 
-// handleConn owns one accepted connection from start to close.
-func (p *Pooler) handleConn(conn net.Conn, readOnly bool) {
-	c := &client{p: p, id: p.nextID.Add(1), conn: conn, addr: conn.RemoteAddr().String(),
-		since: time.Now(), wake: make(chan struct{}, 1)}
+// handleLogin runs startup and authentication for an accepted connection.
+// It returns the client ready for its session, or nil after closing it
+// (failed login, cancel request, console session).
+func (p *Pooler) handleLogin(conn net.Conn, readOnly bool) *client {
+	c := &client{p: p, id: p.nextID.Add(1), conn: conn, since: time.Now()}
 	p.nclients.Add(1)
-	defer func() {
-		p.nclients.Add(-1)
-		c.conn.Close()
-	}()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	ok, err := c.login(readOnly)
+	if err == nil && ok && c.pool != nil {
+		return c
+	}
 	if err != nil {
 		var le *loginError
 		if errors.As(err, &le) {
@@ -351,19 +350,37 @@ func (p *Pooler) handleConn(conn net.Conn, readOnly bool) {
 			var m msgBuilder
 			c.conn.Write(m.errorMsg("FATAL", codeProtocolViolation, err.Error()).b)
 		}
-		if c.pid != 0 {
-			p.unregisterCancel(c)
-		}
-		p.log.Debug("pooler: login failed", "addr", c.addr, "user", c.user, "db", c.db, "err", err)
-		return
+		p.log.Debug("pooler: login failed", "addr", conn.RemoteAddr().String(), "user", c.user, "db", c.db, "err", err)
 	}
-	if !ok || c.pool == nil {
-		return
+	if c.pid != 0 {
+		p.unregisterCancel(c)
 	}
+	p.nclients.Add(-1)
+	c.conn.Close()
+	return nil
+}
+
+// session runs a logged-in client until it leaves. It runs on a fresh
+// goroutine so that the deep login path's stack is not kept while idle.
+func (p *Pooler) session(c *client) {
 	p.addClient(c)
-	defer p.removeClient(c)
-	defer p.unregisterCancel(c)
-	err = c.serve()
+	p.runSession(c)
+}
+
+func (p *Pooler) runSession(c *client) {
+	err := c.serve()
+	if errors.Is(err, errRespawn) {
+		if c.br != nil {
+			putReader(c.br)
+			c.br = nil
+		}
+		p.sessions.Add(1)
+		go func() {
+			defer p.sessions.Done()
+			p.runSession(c)
+		}()
+		return
+	}
 	c.cleanup()
 	if c.br != nil {
 		putReader(c.br)
@@ -376,4 +393,8 @@ func (p *Pooler) handleConn(conn net.Conn, readOnly bool) {
 		}
 		p.log.Debug("pooler: client session ended", "client", c.id, "err", err)
 	}
+	p.unregisterCancel(c)
+	p.removeClient(c)
+	p.nclients.Add(-1)
+	c.conn.Close()
 }

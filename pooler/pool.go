@@ -134,6 +134,9 @@ func (pl *pool) acquire(c *client) (*server, error) {
 			}
 		}
 		// Wait for a release, a resume or the deadline.
+		if c.wake == nil {
+			c.wake = make(chan struct{}, 1)
+		}
 		pl.waiters = append(pl.waiters, c)
 		pl.mu.Unlock()
 		waited = true

@@ -48,6 +48,7 @@ type Pooler struct {
 
 	listeners []net.Listener
 	workers   sync.WaitGroup // server pump goroutines
+	sessions  sync.WaitGroup // client sessions moved to fresh goroutines
 	metrics   *metrics
 	shutdown  chan struct{}
 	shutOnce  sync.Once
@@ -204,6 +205,7 @@ func (p *Pooler) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	p.sessions.Wait()
 	for _, pl := range p.poolList() {
 		for _, s := range pl.servers() {
 			s.close()
@@ -233,7 +235,13 @@ func (p *Pooler) acceptLoop(ln net.Listener, readOnly bool, wg *sync.WaitGroup) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.handleConn(conn, readOnly)
+			if c := p.handleLogin(conn, readOnly); c != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					p.session(c)
+				}()
+			}
 		}()
 	}
 }

@@ -142,6 +142,9 @@ func (c *client) handleParse(n int) error {
 	}
 	d := c.p.stmts.intern(rest)
 	if old := c.stmts[string(name)]; old != d {
+		if c.stmts == nil {
+			c.stmts = make(map[string]*stmtDef)
+		}
 		c.stmts[string(name)] = d
 	}
 	c.mu.Lock()

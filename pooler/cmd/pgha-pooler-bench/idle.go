@@ -17,6 +17,7 @@ func idle(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	dsn := fs.String("dsn", "", "connection string (through the pooler)")
 	n := fs.Int("n", 10000, "idle clients to open")
 	par := fs.Int("parallel", 32, "concurrent logins")
+	query := fs.Bool("query", true, "run one query on each client before idling")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,7 +35,7 @@ func idle(ctx context.Context, fs *flag.FlagSet, args []string) error {
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			c, err := pgconn.Connect(cctx, *dsn)
-			if err == nil {
+			if err == nil && *query {
 				_, err = c.Exec(cctx, "SELECT 1").ReadAll()
 			}
 			mu.Lock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"runtime/pprof"
 	"time"
@@ -23,8 +25,12 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&cfg.DefaultPoolSize, "pool-size", 20, "default_pool_size")
 	fs.IntVar(&cfg.MaxClientConn, "max-client-conn", 11000, "max_client_conn")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until exit")
+	debugAddr := fs.String("debug-addr", "", "serve net/http/pprof here (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *debugAddr != "" {
+		go http.ListenAndServe(*debugAddr, nil)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
