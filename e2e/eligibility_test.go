@@ -7,14 +7,19 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pgtest"
 )
 
 // TestLaggingAndNoFailoverNeverPromoted: node2 is tagged nofailover and
 // node3 lags more than maximum_lag_on_failover behind the last leader
 // optime. When the leader (node1) is killed, neither may take the key.
 // When node1 comes back it leads again and node2 follows it.
+//
+// It runs on a 3-member cluster of Debian's etcd binary, and ends with a
+// replica whose data directory is gone: it re-clones.
 func TestLaggingAndNoFailoverNeverPromoted(t *testing.T) {
-	tc := newCluster(t, 3, false, func(i int, c *config.Config) {
+	endpoints := pgtest.StartEtcdBinaryCluster(t, 3).Endpoints()
+	tc := newClusterOn(t, endpoints, 3, false, func(i int, c *config.Config) {
 		if i == 1 {
 			c.Tags.NoFailover = true
 		}
@@ -84,4 +89,21 @@ func TestLaggingAndNoFailoverNeverPromoted(t *testing.T) {
 	if k := n2.count("big"); k != 4000 {
 		t.Fatalf("node2 has %d rows of big, want 4000", k)
 	}
+
+	// node3's data directory is lost: it re-clones from the leader and
+	// streams again with every row.
+	n3.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n3.pg.Instance.Wipe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n3.start()
+	tc.waitHealthy(2*time.Minute, "node1", "node2", "node3")
+	tc.waitFor(30*time.Second, "node3 has every row", func() string {
+		if k := n3.count("big"); k != 4000 {
+			return fmt.Sprintf("%d rows", k)
+		}
+		return ""
+	})
 }

@@ -46,7 +46,12 @@ type testCluster struct {
 // etcd traffic through its own cuttable proxy. edit adjusts node i's config.
 func newCluster(t *testing.T, n int, withProxy bool, edit func(i int, c *config.Config)) *testCluster {
 	t.Helper()
-	endpoints := pgtest.StartEtcd(t)
+	return newClusterOn(t, pgtest.StartEtcd(t), n, withProxy, edit)
+}
+
+// newClusterOn is newCluster on given etcd endpoints.
+func newClusterOn(t *testing.T, endpoints []string, n int, withProxy bool, edit func(i int, c *config.Config)) *testCluster {
+	t.Helper()
 	tc := &testCluster{t: t}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("node%d", i+1)
