@@ -52,6 +52,9 @@ const respawnAfter = time.Second
 // errRespawn asks the session to continue on a new goroutine.
 var errRespawn = errors.New("pooler: continue session on a fresh goroutine")
 
+// errIdleInTx ends a client idle in a transaction past idle_transaction_timeout.
+var errIdleInTx = errors.New("pooler: idle transaction timeout")
+
 // errTerminate ends a client session after its Terminate message.
 var errTerminate = errors.New("pooler: client terminated")
 
@@ -132,6 +135,15 @@ func (c *client) nextMessage() (byte, int, error) {
 	}
 	c.state.Store(cliIdle)
 	idleTimeout := c.p.cfg.ClientIdleTimeout.D()
+	inTx := false
+	if it := c.p.cfg.IdleTransactionTimeout.D(); it > 0 {
+		c.mu.Lock()
+		if s := c.srv; s != nil && s.queued() == 0 && s.status != 'I' {
+			inTx = true
+			idleTimeout = it
+		}
+		c.mu.Unlock()
+	}
 	deep := c.deep
 	if deep || idleTimeout > 0 {
 		d := idleTimeout
@@ -147,12 +159,15 @@ func (c *client) nextMessage() (byte, int, error) {
 			// Idle for a while after work that may have grown this
 			// goroutine's stack: continue on a fresh, small one.
 			c.deep = false
-			if idleTimeout > 0 {
+			if idleTimeout > 0 && !inTx {
 				c.conn.SetReadDeadline(time.Now().Add(idleTimeout - respawnAfter))
 			} else {
 				c.conn.SetReadDeadline(time.Time{})
 			}
 			return 0, 0, errRespawn
+		}
+		if inTx && errors.As(err, &ne) && ne.Timeout() {
+			return 0, 0, errIdleInTx
 		}
 		return 0, 0, err
 	}

@@ -387,9 +387,12 @@ func (p *Pooler) runSession(c *client) {
 		c.br = nil
 	}
 	if err != nil && !errors.Is(err, errTerminate) && !errors.Is(err, io.EOF) {
-		if errors.Is(err, ErrProtocol) {
-			var m msgBuilder
+		var m msgBuilder
+		switch {
+		case errors.Is(err, ErrProtocol):
 			c.conn.Write(m.errorMsg("FATAL", codeProtocolViolation, err.Error()).b)
+		case errors.Is(err, errIdleInTx):
+			c.conn.Write(m.errorMsg("FATAL", "25P03", "idle transaction timeout").b)
 		}
 		p.log.Debug("pooler: client session ended", "client", c.id, "err", err)
 	}

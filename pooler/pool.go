@@ -417,3 +417,32 @@ func (pl *pool) greeting(c *client) (map[string]string, error) {
 	}
 	return params, nil
 }
+
+// fillMin opens server connections up to min_pool_size (one per call, so
+// a dead target costs one attempt per tick).
+func (pl *pool) fillMin(ctx context.Context) {
+	min := pl.p.cfg.MinPoolSize
+	pl.mu.Lock()
+	need := pl.total < min && pl.params != nil
+	if need {
+		if !pl.p.dbSlot(pl.key.db, 1) {
+			need = false
+		} else {
+			pl.total++
+		}
+	}
+	pl.mu.Unlock()
+	if !need {
+		return
+	}
+	s, err := pl.connect(time.Now().Add(pl.p.cfg.ServerConnectTimeout.D()))
+	if err != nil {
+		pl.mu.Lock()
+		pl.total--
+		pl.p.dbSlot(pl.key.db, -1)
+		pl.mu.Unlock()
+		pl.p.log.Warn("pooler: cannot open min_pool_size connection", "db", pl.key.db, "user", pl.key.user, "err", err)
+		return
+	}
+	pl.release(s, true)
+}

@@ -265,6 +265,9 @@ func (p *Pooler) maintain(ctx context.Context) {
 					return (idle > 0 && now.Sub(s.lastUsed) > idle) || (life > 0 && now.Sub(s.createdAt) > life) ||
 						!p.targetOK(pl.key.readOnly, s.addr)
 				})
+				if !p.paused.Load() {
+					pl.fillMin(ctx)
+				}
 			}
 		}
 	}
