@@ -83,18 +83,8 @@ func (a apiActions) SetConfig(ctx context.Context, c config.DynamicConfig, rev i
 	return apiErr(a.d.SetConfig(ctx, c, rev))
 }
 func (a apiActions) Reload(ctx context.Context) error {
-	// The daemon's reload method is being renamed (Reload -> ReloadFile);
-	// accept either until that lands.
-	switch d := any(a.d).(type) {
-	case interface{ ReloadFile(string) error }:
-		return apiErr(d.ReloadFile(a.path))
-	case interface{ Reload(config.Config) }:
-		next, err := config.Load(a.path)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %v", restapi.ErrBadRequest, a.path, err)
-		}
-		d.Reload(next)
-		return nil
+	if err := a.d.ReloadFile(a.path); err != nil {
+		return fmt.Errorf("%w: %w", restapi.ErrBadRequest, err)
 	}
-	return fmt.Errorf("%w: this daemon cannot reload its configuration", restapi.ErrNotPossible)
+	return nil
 }
