@@ -102,7 +102,7 @@ func TestBootstrapReplicateKillRejoin(t *testing.T) {
 	// Clean shutdown of the leader's daemon hands over well before a ttl.
 	stopped := time.Now()
 	next.stop()
-	tc.waitFor(testDCS().TTL.D(), "another leader after a clean shutdown", func() string {
+	tc.waitFor(testDCS().TTL.D()+4*time.Second, "another leader after a clean shutdown", func() string {
 		v := tc.view()
 		if v.Leader == "" || v.Leader == next.name {
 			return "leader " + v.Leader

@@ -83,6 +83,9 @@ type Local struct {
 	Standby bool
 	// Running: the postmaster runs and accepts connections.
 	Running bool
+	// Alive: the postmaster process exists (even if it could not be
+	// queried). A live, unqueried, non-standby server may take writes.
+	Alive bool
 	// InRecovery: pg_is_in_recovery() (only meaningful when Running).
 	InRecovery bool
 	Timeline   int64
@@ -182,7 +185,9 @@ func Decide(f Facts) Action {
 	holdsKey := f.ViewOK && v.Leader == f.Me
 
 	// Rule 1 comes first: a writable primary whose lease may be gone stops.
-	if writable && (f.LeaseDeadline.IsZero() || !f.Now.Before(f.LeaseDeadline)) {
+	// A live postmaster we could not query counts as writable unless its
+	// data dir is a standby.
+	if MaybeWritable(local) && (f.LeaseDeadline.IsZero() || !f.Now.Before(f.LeaseDeadline)) {
 		return act(Fence, "", "cannot confirm the leader lease is alive (last acknowledged keepalive too old); stopping writes before it can expire")
 	}
 	if f.ShuttingDown {
@@ -231,6 +236,11 @@ func Decide(f Facts) Action {
 		return decideFollower(f)
 	}
 	return decideNoLeader(f, fo)
+}
+
+// MaybeWritable reports whether the local server might accept writes.
+func MaybeWritable(l Local) bool {
+	return (l.Running && !l.InRecovery) || (l.Alive && !l.Running && !l.Standby)
 }
 
 func decideLeader(f Facts, fo *cluster.Failover) Action {

@@ -79,6 +79,17 @@ func TestDecide(t *testing.T) {
 			f.LeaseDeadline = time.Time{}
 			return f
 		}, Fence, "", ""},
+		{"unqueryable live primary past the deadline fences", func(f Facts) Facts {
+			f = asLeader(f)
+			f.Local.Running, f.Local.Alive = false, true
+			f.Now = f.LeaseDeadline
+			return f
+		}, Fence, "", ""},
+		{"unqueryable live standby past the deadline is not fenced", func(f Facts) Facts {
+			f.Local.Running, f.Local.Alive = false, true
+			f.Now = f.LeaseDeadline
+			return f
+		}, StartReplica, "a", ""},
 		{"leader, etcd unreachable, lease still valid keeps", func(f Facts) Facts {
 			f = asLeader(f)
 			f.ViewOK = false

@@ -314,8 +314,10 @@ func (l *Loop) shutdown() {
 
 // margin is how long before the lease's earliest server-side expiry the
 // leader stops taking writes.
+// A quarter of the ttl (at least 1 s) leaves time to stop Postgres even
+// on a loaded machine; the leader still survives two lost keepalives.
 func margin(ttl time.Duration) time.Duration {
-	return max(ttl/5, time.Second)
+	return max(ttl/4, time.Second)
 }
 
 // cycle gathers facts, decides, acts and publishes. It returns how long to
@@ -414,7 +416,7 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		cancel()
 	}
 	l.noteRole(local, holds, a.Why)
-	l.primaryRunning.Store(local.Running && !local.InRecovery)
+	l.primaryRunning.Store(MaybeWritable(local))
 	if !shuttingDown && viewOK {
 		// A primary never lets an etcd write run past its fencing deadline.
 		wt := cfg.RetryTimeout.D()

@@ -30,6 +30,7 @@ func (p pgAdapter) Status(ctx context.Context) (leader.Local, error) {
 		Initialized:    true,
 		Standby:        p.in.IsStandby(),
 		Running:        st.Running,
+		Alive:          p.in.IsRunning(),
 		InRecovery:     st.InRecovery,
 		Timeline:       st.Timeline,
 		SystemID:       st.SystemIdentifier,
