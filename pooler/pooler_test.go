@@ -26,6 +26,7 @@ func TestPooler(t *testing.T) {
 	t.Run("StatementMode", func(t *testing.T) { testStatementMode(t, pg) })
 	t.Run("Tools", func(t *testing.T) { testTools(t, pg, p) })
 	t.Run("AuthQuery", func(t *testing.T) { testAuthQuery(t, pg) })
+	t.Run("ClientTLS", func(t *testing.T) { testClientTLS(t, pg) })
 	t.Run("PrimaryChange", func(t *testing.T) { testPrimaryChange(t, pg) })
 }
 
