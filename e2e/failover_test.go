@@ -23,6 +23,12 @@ func TestBootstrapReplicateKillRejoin(t *testing.T) {
 		t.Fatalf("initialize key after bootstrap = %q (bootstrapping %v)", v.Initialize, v.Bootstrapping)
 	}
 
+	tc.waitFor(30*time.Second, "one active replication slot per replica on the leader", func() string {
+		if k := lead.count("pg_replication_slots WHERE active AND slot_type = 'physical'"); k != 2 {
+			return fmt.Sprintf("%d active slots", k)
+		}
+		return ""
+	})
 	lead.exec("CREATE TABLE rows (id serial PRIMARY KEY, node text)")
 	for i := 0; i < 100; i++ {
 		lead.exec("INSERT INTO rows (node) VALUES ($1)", lead.name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -24,10 +25,20 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		if !ok {
 			return Upstream{}, fmt.Errorf("leader: member %s has no member key", a.Target)
 		}
-		return UpstreamFromConnURL(m.Name, m.ConnURL)
+		up, err := UpstreamFromConnURL(m.Name, m.ConnURL)
+		if err == nil && f.View.Config.PostgreSQL.UseSlots {
+			up.Slot = l.opt.Name
+		}
+		return up, err
 	}
 	switch a.Kind {
-	case Nothing, Keep:
+	case Nothing:
+		return nil
+
+	case Keep:
+		if f.ViewOK {
+			l.syncSlots(ctx, f.View, false)
+		}
 		return nil
 
 	case Fence:
@@ -196,6 +207,33 @@ func (l *Loop) restartInPlace(ctx context.Context, timeout time.Duration) error 
 	}
 }
 
+// syncSlots keeps one replication slot per other member on the leader
+// when use_slots is on: at once after a promotion (so replicas find their
+// slot when they reconnect), else when the member set changed or every
+// 30 s. Failures are logged: slots protect WAL, they do not gate writes.
+func (l *Loop) syncSlots(ctx context.Context, v cluster.View, now bool) {
+	if !v.Config.PostgreSQL.UseSlots {
+		return
+	}
+	var names []string
+	for _, m := range v.Members {
+		if m.Name != l.opt.Name {
+			names = append(names, m.Name)
+		}
+	}
+	key := strings.Join(names, ",")
+	if !now && key == l.slotSet && time.Since(l.slotSynced) < 30*time.Second {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := l.pg.SyncSlots(sctx, names); err != nil {
+		l.log.Warn("replication slots", "err", err)
+		return
+	}
+	l.slotSet, l.slotSynced = key, time.Now()
+}
+
 func (l *Loop) fence() {
 	if l.opt.OnFence != nil {
 		l.opt.OnFence()
@@ -224,6 +262,7 @@ func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why
 		cancel()
 	}
 	l.crashTried, l.cleanStop, l.rewindFailed, l.following = false, false, false, ""
+	l.syncSlots(ctx, f.View, true)
 	if f.View.Failover != nil {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()

@@ -71,6 +71,8 @@ type Loop struct {
 	lastTimeline  int64
 	lastPosition  int64
 	lastStatusPut time.Time
+	slotSet       string
+	slotSynced    time.Time
 }
 
 type request struct {
@@ -225,6 +227,14 @@ func (l *Loop) run(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	// Publish the member key at once, so the leader can prepare (e.g. a
+	// replication slot) while this node clones or rewinds in its first cycle.
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	if local, err := l.pg.Status(sctx); err == nil {
+		l.noteRole(local, false, "daemon started")
+		l.publishMember(sctx, local)
+	}
+	scancel()
 	seeded := false
 	for {
 		if !seeded {
@@ -393,6 +403,17 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		l.log.Info("ha decision", "action", string(a.Kind), "target", a.Target, "why", a.Why)
 	} else {
 		l.log.Debug("ha decision", "action", string(a.Kind), "why", a.Why)
+	}
+	if viewOK && a.Kind != Nothing && a.Kind != Keep && a.Kind != Fence {
+		// Announce this member before a long action (clone, rewind, start),
+		// so the leader can prepare its replication slot meanwhile.
+		// A lost lease is being regranted right now: wait for it briefly.
+		for i := 0; i < 20 && l.lease.State().ID == 0 && ctx.Err() == nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, min(cfg.RetryTimeout.D(), time.Second))
+		l.publishMember(pctx, local)
+		pcancel()
 	}
 	if err := l.execute(ctx, a, f); err != nil {
 		l.log.Error("ha action failed", "action", string(a.Kind), "target", a.Target, "err", err)

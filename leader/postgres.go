@@ -38,6 +38,10 @@ type Postgres interface {
 	Rewind(ctx context.Context, up Upstream) error
 	// Wipe removes the data dir (the server must be stopped).
 	Wipe(ctx context.Context) error
+	// SyncSlots makes the running primary hold one physical replication
+	// slot per member named (Slot naming is the Postgres side's), and
+	// drops inactive physical slots of members no longer named.
+	SyncSlots(ctx context.Context, members []string) error
 }
 
 // Upstream is the member a replica streams from.
@@ -45,6 +49,9 @@ type Upstream struct {
 	Name string
 	Host string
 	Port int
+	// Slot asks for streaming through the replication slot the leader
+	// keeps for this member (use_slots); the name is this member's.
+	Slot string
 }
 
 // UpstreamFromConnURL reads a member's conn_url (postgres://host:port/db).

@@ -18,7 +18,11 @@ type pgAdapter struct {
 var _ leader.Postgres = pgAdapter{}
 
 func primaryOf(up leader.Upstream) replication.Primary {
-	return replication.Primary{Host: up.Host, Port: up.Port}
+	p := replication.Primary{Host: up.Host, Port: up.Port}
+	if up.Slot != "" {
+		p.Slot = replication.SlotName(up.Slot)
+	}
+	return p
 }
 
 func (p pgAdapter) Status(ctx context.Context) (leader.Local, error) {
@@ -97,6 +101,29 @@ func (p pgAdapter) Wipe(ctx context.Context) error {
 	}
 	if err := os.RemoveAll(p.in.DataDir()); err != nil {
 		return fmt.Errorf("daemon: wipe data dir %s: %w", p.in.DataDir(), err)
+	}
+	return nil
+}
+
+func (p pgAdapter) SyncSlots(ctx context.Context, members []string) error {
+	want := map[string]bool{}
+	for _, m := range members {
+		name := replication.SlotName(m)
+		want[name] = true
+		if err := p.in.CreateSlot(ctx, name); err != nil {
+			return fmt.Errorf("daemon: slot for member %s: %w", m, err)
+		}
+	}
+	have, err := p.in.Slots(ctx)
+	if err != nil {
+		return fmt.Errorf("daemon: list slots: %w", err)
+	}
+	for _, s := range have {
+		if s.Type == "physical" && !s.Active && !want[s.Name] {
+			if err := p.in.DropSlot(ctx, s.Name); err != nil {
+				return fmt.Errorf("daemon: drop slot %s of a departed member: %w", s.Name, err)
+			}
+		}
 	}
 	return nil
 }
