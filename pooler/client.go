@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -45,10 +44,6 @@ const (
 // pooled buffer: enough for a typical small query in one read.
 const inlineSize = 96
 
-// respawnAfter is how long a client is idle before its session moves to a
-// fresh goroutine (see nextMessage).
-const respawnAfter = time.Second
-
 // errRespawn asks the session to continue on a new goroutine.
 var errRespawn = errors.New("pooler: continue session on a fresh goroutine")
 
@@ -83,8 +78,12 @@ type client struct {
 	batch *server
 	wake  chan struct{}
 	timer *time.Timer
-	// deep is set after a batch: the next long idle wait respawns.
-	deep bool
+	// deep is set after a batch; reap asks the idle read to return so
+	// the session continues on a fresh goroutine; activeTick is the
+	// maintenance tick of the last batch.
+	deep       atomic.Bool
+	reap       atomic.Bool
+	activeTick atomic.Int64
 
 	mu      sync.Mutex
 	srv     *server
@@ -144,44 +143,50 @@ func (c *client) nextMessage() (byte, int, error) {
 		}
 		c.mu.Unlock()
 	}
-	deep := c.deep
-	if deep || idleTimeout > 0 {
-		d := idleTimeout
-		if deep && (d == 0 || d > respawnAfter) {
-			d = respawnAfter
-		}
-		c.conn.SetReadDeadline(time.Now().Add(d))
+	var deadline time.Time
+	if idleTimeout > 0 {
+		deadline = time.Now().Add(idleTimeout)
+		c.conn.SetReadDeadline(deadline)
 	}
-	k, err := io.ReadAtLeast(c.conn, c.inline[:], 5)
-	if err != nil {
-		var ne net.Error
-		if deep && k == 0 && errors.As(err, &ne) && ne.Timeout() {
-			// Idle for a while after work that may have grown this
-			// goroutine's stack: continue on a fresh, small one.
-			c.deep = false
-			if idleTimeout > 0 && !inTx {
-				c.conn.SetReadDeadline(time.Now().Add(idleTimeout - respawnAfter))
-			} else {
-				c.conn.SetReadDeadline(time.Time{})
-			}
-			return 0, 0, errRespawn
+	k := 0
+	for k < 5 {
+		m, err := c.conn.Read(c.inline[k:])
+		k += m
+		if err == nil {
+			continue
 		}
-		if inTx && errors.As(err, &ne) && ne.Timeout() {
+		var ne net.Error
+		timeout := errors.As(err, &ne) && ne.Timeout()
+		if timeout && c.reap.Swap(false) {
+			// The maintenance loop interrupted a long idle wait after
+			// work that may have grown this goroutine's stack: continue
+			// the session on a fresh, small one (see reapIdle).
+			c.conn.SetReadDeadline(deadline)
+			if k == 0 && c.deep.Load() {
+				c.deep.Store(false)
+				return 0, 0, errRespawn
+			}
+			continue
+		}
+		if inTx && timeout {
 			return 0, 0, errIdleInTx
 		}
 		return 0, 0, err
 	}
-	if deep || idleTimeout > 0 {
+	if idleTimeout > 0 {
 		c.conn.SetReadDeadline(time.Time{})
 	}
-	c.deep = true
+	if !c.deep.Load() {
+		c.deep.Store(true)
+	}
+	c.activeTick.Store(c.p.tick.Load())
 	t := c.inline[0]
 	n, err := bodyLen(c.inline[:5], maxLen)
 	if err != nil {
 		return 0, 0, err
 	}
 	c.pre.rest = c.inline[5:k]
-	c.pre.conn = c.conn
+	c.pre.c = c
 	c.br = getReader(&c.pre)
 	c.state.Store(cliActive)
 	return t, n, nil
@@ -196,7 +201,7 @@ func (c *client) pending() bool {
 // connection.
 type prefixReader struct {
 	rest []byte
-	conn io.Reader
+	c    *client
 }
 
 func (r *prefixReader) Read(p []byte) (int, error) {
@@ -205,7 +210,40 @@ func (r *prefixReader) Read(p []byte) (int, error) {
 		r.rest = r.rest[n:]
 		return n, nil
 	}
-	return r.conn.Read(p)
+	for {
+		n, err := r.c.conn.Read(p)
+		if err != nil && r.c.reap.Swap(false) {
+			// A reap aimed at the idle wait arrived mid-batch: ignore it.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				r.c.conn.SetReadDeadline(time.Time{})
+				if n > 0 {
+					return n, nil
+				}
+				continue
+			}
+		}
+		return n, err
+	}
+}
+
+// reapIdle interrupts the idle reads of clients that have been idle for
+// at least a maintenance tick after doing work, so that their sessions
+// move to fresh goroutines with small stacks (an idle client then costs a
+// minimal stack). Only plain TCP and Unix connections are interrupted.
+func (p *Pooler) reapIdle(tick int64) {
+	for _, c := range p.clientList() {
+		if c.state.Load() != cliIdle || !c.deep.Load() || c.reap.Load() || tick-c.activeTick.Load() < 2 {
+			continue
+		}
+		switch c.conn.(type) {
+		case *net.TCPConn, *net.UnixConn:
+		default:
+			continue
+		}
+		c.reap.Store(true)
+		c.conn.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // endBatch flushes what this goroutine wrote to the server and lets the

@@ -370,6 +370,7 @@ func (p *Pooler) session(c *client) {
 func (p *Pooler) runSession(c *client) {
 	err := c.serve()
 	if errors.Is(err, errRespawn) {
+		p.respawns.Add(1)
 		if c.br != nil {
 			putReader(c.br)
 			c.br = nil

@@ -35,6 +35,8 @@ type Pooler struct {
 	nextID atomic.Uint64
 
 	paused   atomic.Bool
+	tick     atomic.Int64 // maintenance ticks, for idle detection
+	respawns atomic.Int64 // idle sessions moved to fresh goroutines
 	nclients atomic.Int64
 
 	mu      sync.Mutex
@@ -258,6 +260,7 @@ func (p *Pooler) maintain(ctx context.Context) {
 		case <-p.router.Changed():
 			p.followPrimary(ctx)
 		case <-tick.C:
+			p.reapIdle(p.tick.Add(1))
 			idle, life := p.cfg.ServerIdleTimeout.D(), p.cfg.ServerLifetime.D()
 			now := time.Now()
 			for _, pl := range p.poolList() {

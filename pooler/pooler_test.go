@@ -3,6 +3,7 @@ package pooler
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -40,6 +41,19 @@ func testBasic(t *testing.T, p *Pooler) {
 	var v string
 	if err := c.QueryRow(ctx, "SELECT version()", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
 		t.Fatal(err)
+	}
+	// After two idle maintenance ticks the session moves to a fresh
+	// goroutine; it must carry on as if nothing happened.
+	before := p.respawns.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.respawns.Load() == before && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if p.respawns.Load() == before {
+		t.Fatal("idle session was not moved to a fresh goroutine within 10s")
+	}
+	if err := c.QueryRow(ctx, "SELECT 1 + $1::int", 1).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("query after respawn: %v %d", err, n)
 	}
 }
 

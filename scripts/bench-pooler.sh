@@ -25,6 +25,7 @@ chown postgres "$WORK"
 chmod 755 "$WORK"
 PIDS=()
 cleanup() {
+	[ -f "$WORK/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	sleep 0.5
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -77,6 +78,7 @@ chown postgres "$WORK/pgbouncer.ini"
 echo "== starting PgBouncer on $BOUNCER_PORT and pgha's pooler on $PGHA_PORT"
 runuser -u postgres -- bash -c "ulimit -n \$(ulimit -Hn); exec /usr/sbin/pgbouncer -q $WORK/pgbouncer.ini" &
 PIDS+=($!)
+disown $! 2>/dev/null || true
 "$WORK/pgha-pooler-bench" serve -target "127.0.0.1:$PGPORT" -listen "127.0.0.1:$PGHA_PORT" \
 	-auth-file "$WORK/userlist.txt" -auth-type md5 -pool-size 20 -max-client-conn 11000 &
 PIDS+=($!)
