@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/daemon/daemontest"
 	"github.com/pgha/pgha/internal/pgtest"
 )
 
@@ -19,33 +20,33 @@ import (
 // replica whose data directory is gone: it re-clones.
 func TestLaggingAndNoFailoverNeverPromoted(t *testing.T) {
 	endpoints := pgtest.StartEtcdBinaryCluster(t, 3).Endpoints()
-	tc := newClusterOn(t, endpoints, 3, false, func(i int, c *config.Config) {
+	tc := daemontest.New(t, 3, daemontest.Options{Endpoints: endpoints, Edit: func(i int, c *config.Config) {
 		if i == 1 {
 			c.Tags.NoFailover = true
 		}
-	})
-	n1, n2, n3 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
-	n1.start()
-	tc.waitHealthy(2*time.Minute, "node1")
-	n2.start()
-	n3.start()
-	tc.waitHealthy(3*time.Minute, "node1", "node2", "node3")
+	}})
+	n1, n2, n3 := tc.Nodes[0], tc.Nodes[1], tc.Nodes[2]
+	n1.Start()
+	tc.WaitHealthy(2*time.Minute, "node1")
+	n2.Start()
+	n3.Start()
+	tc.WaitHealthy(3*time.Minute, "node1", "node2", "node3")
 
 	// Cut node3's WAL stream (its daemon keeps publishing its position).
-	n3.exec("ALTER SYSTEM SET primary_conninfo = ''")
-	n3.exec("SELECT pg_reload_conf()")
-	tc.waitFor(30*time.Second, "node3 stops streaming", func() string {
-		if m, ok := tc.view().Member("node3"); !ok || m.ReplicationState == "streaming" {
+	n3.Exec("ALTER SYSTEM SET primary_conninfo = ''")
+	n3.Exec("SELECT pg_reload_conf()")
+	tc.WaitFor(30*time.Second, "node3 stops streaming", func() string {
+		if m, ok := tc.View().Member("node3"); !ok || m.ReplicationState == "streaming" {
 			return "still streaming"
 		}
 		return ""
 	})
-	n1.exec("CREATE TABLE big (id int, pad text)")
-	n1.exec("INSERT INTO big SELECT g, repeat('x', 1000) FROM generate_series(1, 4000) g")
-	n1.exec("SELECT pg_switch_wal()")
-	maxLag := int64(testDCS().MaximumLagOnFailover)
-	tc.waitFor(30*time.Second, "leader optime published, node2 caught up, node3 behind", func() string {
-		v := tc.view()
+	n1.Exec("CREATE TABLE big (id int, pad text)")
+	n1.Exec("INSERT INTO big SELECT g, repeat('x', 1000) FROM generate_series(1, 4000) g")
+	n1.Exec("SELECT pg_switch_wal()")
+	maxLag := int64(daemontest.DCS().MaximumLagOnFailover)
+	tc.WaitFor(30*time.Second, "leader optime published, node2 caught up, node3 behind", func() string {
+		v := tc.View()
 		m2, _ := v.Member("node2")
 		m3, _ := v.Member("node3")
 		switch {
@@ -57,23 +58,23 @@ func TestLaggingAndNoFailoverNeverPromoted(t *testing.T) {
 		return ""
 	})
 
-	n1.kill9()
+	n1.Kill9()
 	// Three ttls: the lease expires within one; nobody may take the key.
-	end := time.Now().Add(3 * testDCS().TTL.D())
+	end := time.Now().Add(3 * daemontest.DCS().TTL.D())
 	sawExpiry := false
 	for time.Now().Before(end) {
-		v := tc.view()
+		v := tc.View()
 		if v.Leader != "" && v.Leader != "node1" {
 			t.Fatalf("%s took the leader key (node2 is nofailover, node3 lags)", v.Leader)
 		}
 		if v.Leader == "" {
 			sawExpiry = true
 		}
-		for _, n := range []*node{n2, n3} {
+		for _, n := range []*daemontest.Node{n2, n3} {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			if n.writable(ctx, "big") {
+			if n.Writable(ctx, "big") {
 				cancel()
-				t.Fatalf("%s accepts writes", n.name)
+				t.Fatalf("%s accepts writes", n.Name)
 			}
 			cancel()
 		}
@@ -84,24 +85,24 @@ func TestLaggingAndNoFailoverNeverPromoted(t *testing.T) {
 	}
 
 	// node1 restarts: it is the most advanced eligible member and leads again.
-	n1.start()
-	tc.waitHealthy(2*time.Minute, "node1", "node2")
-	if k := n2.count("big"); k != 4000 {
+	n1.Start()
+	tc.WaitHealthy(2*time.Minute, "node1", "node2")
+	if k := n2.Count("big"); k != 4000 {
 		t.Fatalf("node2 has %d rows of big, want 4000", k)
 	}
 
 	// node3's data directory is lost: it re-clones from the leader and
 	// streams again with every row.
-	n3.stop()
+	n3.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := n3.pg.Instance.Wipe(ctx); err != nil {
+	if err := n3.PG.Instance.Wipe(ctx); err != nil {
 		t.Fatal(err)
 	}
-	n3.start()
-	tc.waitHealthy(2*time.Minute, "node1", "node2", "node3")
-	tc.waitFor(30*time.Second, "node3 has every row", func() string {
-		if k := n3.count("big"); k != 4000 {
+	n3.Start()
+	tc.WaitHealthy(2*time.Minute, "node1", "node2", "node3")
+	tc.WaitFor(30*time.Second, "node3 has every row", func() string {
+		if k := n3.Count("big"); k != 4000 {
 			return fmt.Sprintf("%d rows", k)
 		}
 		return ""

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/internal/daemon/daemontest"
 )
 
 // TestBootstrapReplicateKillRejoin: three daemons bootstrap one cluster
@@ -13,29 +14,29 @@ import (
 // Postgres makes another node primary that accepts writes, and the killed
 // node, restarted, rejoins as a replica with every row.
 func TestBootstrapReplicateKillRejoin(t *testing.T) {
-	tc := newCluster(t, 3, false, nil)
-	for _, n := range tc.nodes {
-		n.start()
+	tc := daemontest.New(t, 3, daemontest.Options{})
+	for _, n := range tc.Nodes {
+		n.Start()
 	}
-	lead := tc.waitHealthy(3 * time.Minute)
-	t.Logf("bootstrapped: leader %s", lead.name)
-	if v := tc.view(); v.Initialize == "" || v.Bootstrapping {
+	lead := tc.WaitHealthy(3 * time.Minute)
+	t.Logf("bootstrapped: leader %s", lead.Name)
+	if v := tc.View(); v.Initialize == "" || v.Bootstrapping {
 		t.Fatalf("initialize key after bootstrap = %q (bootstrapping %v)", v.Initialize, v.Bootstrapping)
 	}
 
-	tc.waitFor(30*time.Second, "one active replication slot per replica on the leader", func() string {
-		if k := lead.count("pg_replication_slots WHERE active AND slot_type = 'physical'"); k != 2 {
+	tc.WaitFor(30*time.Second, "one active replication slot per replica on the leader", func() string {
+		if k := lead.Count("pg_replication_slots WHERE active AND slot_type = 'physical'"); k != 2 {
 			return fmt.Sprintf("%d active slots", k)
 		}
 		return ""
 	})
-	lead.exec("CREATE TABLE rows (id serial PRIMARY KEY, node text)")
+	lead.Exec("CREATE TABLE rows (id serial PRIMARY KEY, node text)")
 	for i := 0; i < 100; i++ {
-		lead.exec("INSERT INTO rows (node) VALUES ($1)", lead.name)
+		lead.Exec("INSERT INTO rows (node) VALUES ($1)", lead.Name)
 	}
-	for _, n := range tc.nodes {
-		tc.waitFor(30*time.Second, n.name+" has 100 rows", func() string {
-			if k := n.count("rows"); k != 100 {
+	for _, n := range tc.Nodes {
+		tc.WaitFor(30*time.Second, n.Name+" has 100 rows", func() string {
+			if k := n.Count("rows"); k != 100 {
 				return fmt.Sprintf("%d rows", k)
 			}
 			return ""
@@ -43,74 +44,74 @@ func TestBootstrapReplicateKillRejoin(t *testing.T) {
 	}
 
 	killed := time.Now()
-	lead.kill9()
-	var next *node
-	tc.waitFor(60*time.Second, "a new writable primary", func() string {
-		v := tc.view()
-		if v.Leader == "" || v.Leader == lead.name {
+	lead.Kill9()
+	var next *daemontest.Node
+	tc.WaitFor(60*time.Second, "a new writable primary", func() string {
+		v := tc.View()
+		if v.Leader == "" || v.Leader == lead.Name {
 			return "leader " + v.Leader
 		}
-		next = tc.byName(v.Leader)
-		if next.count("rows") < 0 {
+		next = tc.ByName(v.Leader)
+		if next.Count("rows") < 0 {
 			return "new leader not answering"
 		}
 		return ""
 	})
-	tc.waitFor(30*time.Second, next.name+" accepts writes", func() string {
+	tc.WaitFor(30*time.Second, next.Name+" accepts writes", func() string {
 		ctx, cancel := ctxTimeout(3 * time.Second)
 		defer cancel()
-		if !next.writable(ctx, "rows") {
+		if !next.Writable(ctx, "rows") {
 			return "write failed"
 		}
 		return ""
 	})
-	t.Logf("failover to %s: writes again %.1fs after kill -9", next.name, time.Since(killed).Seconds())
+	t.Logf("failover to %s: writes again %.1fs after kill -9", next.Name, time.Since(killed).Seconds())
 	for i := 0; i < 49; i++ {
-		next.exec("INSERT INTO rows (node) VALUES ($1)", next.name)
+		next.Exec("INSERT INTO rows (node) VALUES ($1)", next.Name)
 	}
-	want := next.count("rows")
+	want := next.Count("rows")
 	if want != 150 {
 		t.Fatalf("rows on the new leader = %d, want 150", want)
 	}
 
-	lead.start()
-	tc.waitHealthy(3*time.Minute, "node1", "node2", "node3")
-	for _, n := range tc.nodes {
-		tc.waitFor(60*time.Second, n.name+" has every row", func() string {
-			if k := n.count("rows"); k != want {
+	lead.Start()
+	tc.WaitHealthy(3*time.Minute, "node1", "node2", "node3")
+	for _, n := range tc.Nodes {
+		tc.WaitFor(60*time.Second, n.Name+" has every row", func() string {
+			if k := n.Count("rows"); k != want {
 				return fmt.Sprintf("%d rows, want %d", k, want)
 			}
 			return ""
 		})
 	}
-	if v := tc.view(); v.Leader != next.name {
+	if v := tc.View(); v.Leader != next.Name {
 		t.Fatalf("leader changed to %s after the old leader rejoined", v.Leader)
 	}
 
 	// Postgres crash with the daemon alive: restarted in place, same leader.
 	crashed := time.Now()
-	if err := next.pg.Instance.Kill(); err != nil {
+	if err := next.PG.Instance.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	tc.waitFor(30*time.Second, next.name+" writable again after its postgres crashed", func() string {
+	tc.WaitFor(30*time.Second, next.Name+" writable again after its postgres crashed", func() string {
 		ctx, cancel := ctxTimeout(2 * time.Second)
 		defer cancel()
-		if !next.writable(ctx, "rows") {
+		if !next.Writable(ctx, "rows") {
 			return "not writable"
 		}
 		return ""
 	})
 	t.Logf("postgres crash on the leader: writes again %.1fs later", time.Since(crashed).Seconds())
-	if v := tc.view(); v.Leader != next.name {
-		t.Fatalf("leader %s after a postgres crash on %s: want a restart in place", v.Leader, next.name)
+	if v := tc.View(); v.Leader != next.Name {
+		t.Fatalf("leader %s after a postgres crash on %s: want a restart in place", v.Leader, next.Name)
 	}
 
 	// Clean shutdown of the leader's daemon hands over well before a ttl.
 	stopped := time.Now()
-	next.stop()
-	tc.waitFor(testDCS().TTL.D()+4*time.Second, "another leader after a clean shutdown", func() string {
-		v := tc.view()
-		if v.Leader == "" || v.Leader == next.name {
+	next.Stop()
+	tc.WaitFor(daemontest.DCS().TTL.D()+4*time.Second, "another leader after a clean shutdown", func() string {
+		v := tc.View()
+		if v.Leader == "" || v.Leader == next.Name {
 			return "leader " + v.Leader
 		}
 		if m, ok := v.Member(v.Leader); !ok || m.Role != cluster.RolePrimary {

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/internal/daemon/daemontest"
 	"github.com/pgha/pgha/leader"
 )
 
@@ -25,7 +26,7 @@ type sampler struct {
 	done       chan struct{}
 }
 
-func startSampler(tc *testCluster, table string) *sampler {
+func startSampler(tc *daemontest.Cluster, table string) *sampler {
 	s := &sampler{lastWrite: map[string]time.Time{}, firstWrite: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
@@ -38,15 +39,15 @@ func startSampler(tc *testCluster, table string) *sampler {
 			case <-tick.C:
 			}
 			var wg sync.WaitGroup
-			ok := make([]bool, len(tc.nodes))
-			at := make([]time.Time, len(tc.nodes))
-			for i, n := range tc.nodes {
+			ok := make([]bool, len(tc.Nodes))
+			at := make([]time.Time, len(tc.Nodes))
+			for i, n := range tc.Nodes {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
 					defer cancel()
-					ok[i] = n.writable(ctx, table)
+					ok[i] = n.Writable(ctx, table)
 					at[i] = time.Now()
 				}()
 			}
@@ -54,12 +55,12 @@ func startSampler(tc *testCluster, table string) *sampler {
 			s.mu.Lock()
 			s.rounds++
 			var w []string
-			for i, n := range tc.nodes {
+			for i, n := range tc.Nodes {
 				if ok[i] {
-					w = append(w, n.name)
-					s.lastWrite[n.name] = at[i]
-					if _, seen := s.firstWrite[n.name]; !seen {
-						s.firstWrite[n.name] = at[i]
+					w = append(w, n.Name)
+					s.lastWrite[n.Name] = at[i]
+					if _, seen := s.firstWrite[n.Name]; !seen {
+						s.firstWrite[n.Name] = at[i]
 					}
 				}
 			}
@@ -83,15 +84,15 @@ func (s *sampler) Stop() {
 // never finds two writable primaries, and once the cut heals the old
 // leader rejoins as a replica.
 func TestLeaderCutFromEtcd(t *testing.T) {
-	tc := newCluster(t, 3, true, nil)
-	for _, n := range tc.nodes {
-		n.start()
+	tc := daemontest.New(t, 3, daemontest.Options{WithProxy: true})
+	for _, n := range tc.Nodes {
+		n.Start()
 	}
-	old := tc.waitHealthy(3 * time.Minute)
-	old.exec("CREATE TABLE probe (id bigserial PRIMARY KEY, node text, at timestamptz DEFAULT now())")
+	old := tc.WaitHealthy(3 * time.Minute)
+	old.Exec("CREATE TABLE probe (id bigserial PRIMARY KEY, node text, at timestamptz DEFAULT now())")
 
 	// Watch the leader key directly (not through any proxy).
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + old.proxy.target}, DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + old.Proxy.Target}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,45 +117,45 @@ func TestLeaderCutFromEtcd(t *testing.T) {
 
 	s := startSampler(tc, "probe")
 	defer s.Stop()
-	tc.waitFor(10*time.Second, "sampler sees the leader writable", func() string {
+	tc.WaitFor(10*time.Second, "sampler sees the leader writable", func() string {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, ok := s.lastWrite[old.name]; !ok {
+		if _, ok := s.lastWrite[old.Name]; !ok {
 			return "no write yet"
 		}
 		return ""
 	})
 
 	cut := time.Now()
-	old.proxy.Cut()
+	old.Proxy.Cut()
 	var expired time.Time
 	select {
 	case expired = <-deleted:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the cut leader's key never expired")
 	}
-	var next *node
-	tc.waitFor(60*time.Second, "a new leader takes writes", func() string {
+	var next *daemontest.Node
+	tc.WaitFor(60*time.Second, "a new leader takes writes", func() string {
 		v, err := leader.ReadView(context.Background(), cli, "/service/", "e2e")
-		if err != nil || v.Leader == "" || v.Leader == old.name {
+		if err != nil || v.Leader == "" || v.Leader == old.Name {
 			return "leader " + v.Leader
 		}
-		next = tc.byName(v.Leader)
+		next = tc.ByName(v.Leader)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, ok := s.firstWrite[next.name]; !ok {
-			return "new leader " + next.name + " not writable yet"
+		if _, ok := s.firstWrite[next.Name]; !ok {
+			return "new leader " + next.Name + " not writable yet"
 		}
 		return ""
 	})
 	s.mu.Lock()
-	lastOld := s.lastWrite[old.name]
-	firstNew := s.firstWrite[next.name]
+	lastOld := s.lastWrite[old.Name]
+	firstNew := s.firstWrite[next.Name]
 	double := append([]string(nil), s.double...)
 	rounds := s.rounds
 	s.mu.Unlock()
 	t.Logf("cut at 0; old leader's last write %+.2fs; lease expired %+.2fs; new leader %s first write %+.2fs; %d sampler rounds",
-		lastOld.Sub(cut).Seconds(), expired.Sub(cut).Seconds(), next.name, firstNew.Sub(cut).Seconds(), rounds)
+		lastOld.Sub(cut).Seconds(), expired.Sub(cut).Seconds(), next.Name, firstNew.Sub(cut).Seconds(), rounds)
 	if len(double) > 0 {
 		t.Fatalf("two writable primaries seen: %v", double)
 	}
@@ -166,33 +167,33 @@ func TestLeaderCutFromEtcd(t *testing.T) {
 	}
 
 	// Heal: the old leader rejoins as a replica of the new one.
-	old.proxy.Restore()
-	tc.waitHealthy(2*time.Minute, "node1", "node2", "node3")
-	if v := tc.view(); v.Leader != next.name {
-		t.Fatalf("leader %s after healing, want %s", v.Leader, next.name)
+	old.Proxy.Restore()
+	tc.WaitHealthy(2*time.Minute, "node1", "node2", "node3")
+	if v := tc.View(); v.Leader != next.Name {
+		t.Fatalf("leader %s after healing, want %s", v.Leader, next.Name)
 	}
 
 	// A switchover back to the healed node: requested through the failover
 	// key, done within seconds, and the sampler still never sees two
 	// writable primaries.
 	asked := time.Now()
-	if err := leader.RequestFailover(context.Background(), cli, "/service/", "e2e", cluster.Failover{Leader: next.name, Member: old.name}); err != nil {
+	if err := leader.RequestFailover(context.Background(), cli, "/service/", "e2e", cluster.Failover{Leader: next.Name, Member: old.Name}); err != nil {
 		t.Fatal(err)
 	}
-	tc.waitFor(30*time.Second, "switchover to "+old.name, func() string {
+	tc.WaitFor(30*time.Second, "switchover to "+old.Name, func() string {
 		v, err := leader.ReadView(context.Background(), cli, "/service/", "e2e")
-		if err != nil || v.Leader != old.name || v.Failover != nil {
+		if err != nil || v.Leader != old.Name || v.Failover != nil {
 			return fmt.Sprintf("leader %q, failover key %+v", v.Leader, v.Failover)
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if w, ok := s.lastWrite[old.name]; !ok || w.Before(asked) {
-			return old.name + " not writable yet"
+		if w, ok := s.lastWrite[old.Name]; !ok || w.Before(asked) {
+			return old.Name + " not writable yet"
 		}
 		return ""
 	})
-	t.Logf("switchover %s -> %s: %s writable %.1fs after the request", next.name, old.name, old.name, time.Since(asked).Seconds())
-	tc.waitHealthy(time.Minute, "node1", "node2", "node3")
+	t.Logf("switchover %s -> %s: %s writable %.1fs after the request", next.Name, old.Name, old.Name, time.Since(asked).Seconds())
+	tc.WaitHealthy(time.Minute, "node1", "node2", "node3")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.double) > 0 {

@@ -297,15 +297,26 @@ func (l *Loop) bootstrap(ctx context.Context, f Facts, lease clientv3.LeaseID) e
 	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
 	l.publishMember(pctx, f.Local)
 	pcancel()
+	ranInitdb := false
 	fail := func(err error) error {
-		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		if ranInitdb {
+			// A half-bootstrapped data dir of a system that never became the
+			// cluster's would later read as a foreign cluster: remove it.
+			if serr := l.pg.Stop(c, true); serr != nil {
+				err = errors.Join(err, serr)
+			} else if werr := l.pg.Wipe(c); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
 		if cerr := l.store.CancelInitialize(c); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 		return fmt.Errorf("leader: bootstrap: %w", err)
 	}
 	if !f.Local.Initialized {
+		ranInitdb = true
 		if err := l.pg.Bootstrap(ctx); err != nil {
 			return fail(err)
 		}

@@ -154,6 +154,8 @@ type Facts struct {
 //   - Pause mode: Nothing, except a named failover candidate may Acquire.
 //   - Cluster not initialized: Bootstrap (the initialize race decides who
 //     runs initdb); nofailover members and members that lost the race wait.
+//   - Bootstrap in progress (initialize key without a system identifier):
+//     everyone but the bootstrapping leader waits.
 //   - Data dir of another cluster (system identifier differs): Nothing,
 //     with a reason; the operator must reinit.
 //   - No data dir: Clone from the leader, or wait for one.
@@ -224,6 +226,11 @@ func Decide(f Facts) Action {
 			return act(Nothing, "", "another member is bootstrapping")
 		}
 		return act(Bootstrap, "", "cluster not initialized")
+	}
+	if v.Bootstrapping && !holdsKey {
+		// The system identifier is not known yet: nothing can be checked
+		// against it, so nobody clones, rewinds or races meanwhile.
+		return act(Nothing, "", "waiting for the bootstrap to complete")
 	}
 	if local.Initialized && v.Initialize != "" && local.SystemID != "" && local.SystemID != v.Initialize {
 		return act(Nothing, "", "data dir belongs to another cluster (system identifier %s, cluster has %s): reinitialize this member", local.SystemID, v.Initialize)

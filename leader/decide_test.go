@@ -131,6 +131,11 @@ func TestDecide(t *testing.T) {
 			f.Tags.NoFailover = true
 			return f
 		}, Nothing, "", "nofailover"},
+		{"leader bootstrapping: others wait before checking their data", func(f Facts) Facts {
+			f.View.Initialize, f.View.Bootstrapping = "", true
+			f.Local.Running, f.Local.Standby, f.Local.SystemID = false, false, "9999"
+			return f
+		}, Nothing, "", "bootstrap to complete"},
 		{"foreign data dir is left alone", func(f Facts) Facts { f.Local.SystemID = "9999"; return f }, Nothing, "", "another cluster"},
 		{"missing data dir clones from leader", func(f Facts) Facts { f.Local = Local{}; return f }, Clone, "a", ""},
 		{"missing data dir, leader not running yet, waits", func(f Facts) Facts {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,7 @@ type Loop struct {
 	lastTimeline  int64
 	lastPosition  int64
 	lastStatusPut time.Time
+	lastDecision  string
 	slotSet       string
 	slotSynced    time.Time
 }
@@ -399,11 +401,20 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		ShuttingDown:      shuttingDown,
 	}
 	a := Decide(f)
-	if a.Kind != Nothing && a.Kind != Keep {
+	// Actions are INFO; waiting is INFO when its reason changes (numbers
+	// aside), so an operator sees why a node is idle without a line a second.
+	key := string(a.Kind) + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, a.Why)
+	if (a.Kind != Nothing && a.Kind != Keep) || key != l.lastDecision {
 		l.log.Info("ha decision", "action", string(a.Kind), "target", a.Target, "why", a.Why)
 	} else {
 		l.log.Debug("ha decision", "action", string(a.Kind), "why", a.Why)
 	}
+	l.lastDecision = key
 	if viewOK && a.Kind != Nothing && a.Kind != Keep && a.Kind != Fence {
 		// Announce this member before a long action (clone, rewind, start),
 		// so the leader can prepare its replication slot meanwhile.

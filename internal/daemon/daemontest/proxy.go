@@ -1,4 +1,4 @@
-package e2e
+package daemontest
 
 import (
 	"io"
@@ -7,33 +7,36 @@ import (
 	"testing"
 )
 
-// proxy forwards TCP connections to target until cut; a cut proxy closes
+// Proxy forwards TCP connections to target until cut; a cut proxy closes
 // every open connection and every new one at once.
-type proxy struct {
-	l      net.Listener
-	target string
+type Proxy struct {
+	l net.Listener
+	// Target is the address connections are forwarded to.
+	Target string
 	mu     sync.Mutex
 	cut    bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 }
 
-func newProxy(t testing.TB, target string) *proxy {
+// NewProxy forwards a new loopback port to target until the test ends.
+func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{l: l, Target: target, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
 	return p
 }
 
-func (p *proxy) Addr() string { return p.l.Addr().String() }
+// Addr is where clients connect.
+func (p *Proxy) Addr() string { return p.l.Addr().String() }
 
-func (p *proxy) serve() {
+func (p *Proxy) serve() {
 	defer p.wg.Done()
 	for {
 		c, err := p.l.Accept()
@@ -53,9 +56,9 @@ func (p *proxy) serve() {
 	}
 }
 
-func (p *proxy) pipe(c net.Conn) {
+func (p *Proxy) pipe(c net.Conn) {
 	defer p.wg.Done()
-	u, err := net.Dial("tcp", p.target)
+	u, err := net.Dial("tcp", p.Target)
 	if err != nil {
 		p.drop(c)
 		return
@@ -78,7 +81,7 @@ func (p *proxy) pipe(c net.Conn) {
 	<-done
 }
 
-func (p *proxy) drop(c net.Conn) {
+func (p *Proxy) drop(c net.Conn) {
 	c.Close()
 	p.mu.Lock()
 	delete(p.conns, c)
@@ -86,7 +89,7 @@ func (p *proxy) drop(c net.Conn) {
 }
 
 // Cut closes every connection and refuses new ones until Restore.
-func (p *proxy) Cut() {
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = true
@@ -96,13 +99,13 @@ func (p *proxy) Cut() {
 }
 
 // Restore lets connections through again.
-func (p *proxy) Restore() {
+func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.cut = false
 	p.mu.Unlock()
 }
 
-func (p *proxy) close() {
+func (p *Proxy) close() {
 	p.l.Close()
 	p.Cut()
 	p.wg.Wait()
