@@ -268,8 +268,14 @@ func testLimits(t *testing.T, pg *testPG) {
 	tx.Rollback(ctx)
 	c := connect(t, superDSN(p))
 	_ = c
-	_, err = pgx.Connect(ctx, superDSN(p))
-	_, err2 := pgx.Connect(ctx, superDSN(p))
+	extra1, err := pgx.Connect(ctx, superDSN(p))
+	if err == nil {
+		defer extra1.Close(ctx)
+	}
+	extra2, err2 := pgx.Connect(ctx, superDSN(p))
+	if err2 == nil {
+		defer extra2.Close(ctx)
+	}
 	var pe *pgconn.PgError
 	if !(errors.As(err, &pe) && pe.Code == "53300") && !(errors.As(err2, &pe) && pe.Code == "53300") {
 		t.Fatalf("over max_client_conn: want 53300, got %v / %v", err, err2)

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,7 +109,9 @@ func startPoolerRouted(t *testing.T, pg *testPG, router Router, mod func(*config
 				t.Errorf("pooler Run: %v", err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Errorf("pooler Run did not return within 10s of cancel")
+			var b strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&b, 1)
+			t.Errorf("pooler Run did not return within 10s of cancel; goroutines:\n%s", b.String())
 		}
 	})
 	return p

@@ -45,6 +45,8 @@ type Pooler struct {
 	pools   map[poolKey]*pool
 	dbConns map[string]int
 	clients map[*client]struct{}
+	conns   map[net.Conn]struct{} // accepted, still logging in
+	closing bool
 	cancels map[uint64]*client
 	primary string // the primary the rw pools were built for
 
@@ -69,6 +71,7 @@ func New(cfg config.Pooler, router Router, log *slog.Logger) (*Pooler, error) {
 		ctx: context.Background(), done: make(chan struct{}),
 		pools: make(map[poolKey]*pool), dbConns: make(map[string]int),
 		clients: make(map[*client]struct{}), cancels: make(map[uint64]*client),
+		conns:    make(map[net.Conn]struct{}),
 		shutdown: make(chan struct{}),
 	}
 	if err := p.loadAuth(); err != nil {
@@ -191,8 +194,12 @@ func (p *Pooler) Run(ctx context.Context) error {
 		ln.Close()
 	}
 	p.mu.Lock()
+	p.closing = true
 	for c := range p.clients {
 		c.conn.Close()
+	}
+	for conn := range p.conns {
+		conn.Close()
 	}
 	pools := make([]*pool, 0, len(p.pools))
 	for _, pl := range p.pools {
@@ -234,10 +241,22 @@ func (p *Pooler) acceptLoop(ln net.Listener, readOnly bool, wg *sync.WaitGroup) 
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		p.mu.Lock()
+		if p.closing {
+			p.mu.Unlock()
+			conn.Close()
+			return
+		}
+		p.conns[conn] = struct{}{}
+		p.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if c := p.handleLogin(conn, readOnly); c != nil {
+			c := p.handleLogin(conn, readOnly)
+			p.mu.Lock()
+			delete(p.conns, conn)
+			p.mu.Unlock()
+			if c != nil {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -454,6 +473,9 @@ func (p *Pooler) cancel(pid, sec uint32) {
 
 func (p *Pooler) addClient(c *client) {
 	p.mu.Lock()
+	if p.closing {
+		c.conn.Close() // shutting down: the session ends at its first read
+	}
 	p.clients[c] = struct{}{}
 	p.mu.Unlock()
 	c.pool.nclients.Add(1)
