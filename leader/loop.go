@@ -135,8 +135,10 @@ func (l *Loop) Info() Info {
 	return Info{IsLeader: leader, DCSLastSeen: l.lastSeen, LastLoop: l.lastLoop, Local: l.local}
 }
 
-// Changed returns a channel closed at the next change of the view or the
-// local role; call it again after each close.
+// Changed returns a channel closed at the next notable change: etcd
+// reachability, leadership, the local Postgres' running/recovery state,
+// or the view's routing (leader, pause, failover request, members' role,
+// state, address, tags). Call it again after each close.
 func (l *Loop) Changed() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -146,13 +148,29 @@ func (l *Loop) Changed() <-chan struct{} {
 func (l *Loop) publish(v cluster.View, ok bool, local Local, isLeader bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	notable := ok != l.viewOK || isLeader != l.isLeader || local.Running != l.local.Running ||
+		local.InRecovery != l.local.InRecovery || routingKey(v) != routingKey(l.view)
 	l.view, l.viewOK, l.local, l.isLeader = v, ok, local, isLeader
 	if ok {
 		l.lastSeen = time.Now()
 	}
 	l.lastLoop = time.Now()
-	close(l.changed)
-	l.changed = make(chan struct{})
+	if notable {
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+}
+
+// routingKey is what subscribers act on in a view: leader, pause, pending
+// failover, and each member's role, state, address and load-balancing tag
+// (positions, which move every cycle, are left out).
+func routingKey(v cluster.View) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%v|%v|%d", v.Leader, v.Config.Pause, v.Failover != nil, v.Config.TTL)
+	for _, m := range v.Members {
+		fmt.Fprintf(&b, "|%s,%s,%s,%s,%v,%v", m.Name, m.Role, m.State, m.ConnURL, m.Tags.NoLoadBalance, m.Tags.NoFailover)
+	}
+	return b.String()
 }
 
 // SetTags replaces this member's tags (config reload); they apply from
