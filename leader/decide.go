@@ -149,9 +149,12 @@ type Facts struct {
 //     while the local Postgres is a writable primary: Fence once Now reaches
 //     LeaseDeadline (send time of the last acknowledged keepalive + ttl -
 //     margin), before the server can expire the lease; until then Keep.
+//     A live postmaster that cannot be queried on a non-standby data dir
+//     counts as writable (MaybeWritable). Fencing holds in pause mode too.
 //   - etcd unreachable on a non-primary: Nothing (replicas keep streaming).
 //   - Daemon shutdown: the leader hands over (Handover); others Shutdown.
-//   - Pause mode: Nothing, except a named failover candidate may Acquire.
+//   - Pause mode: Nothing, except a named failover candidate may Acquire
+//     (a crashed Postgres is not restarted, nobody promotes or demotes).
 //   - Cluster not initialized: Bootstrap (the initialize race decides who
 //     runs initdb); nofailover members and members that lost the race wait.
 //   - Bootstrap in progress (initialize key without a system identifier):
@@ -161,14 +164,19 @@ type Facts struct {
 //   - No data dir: Clone from the leader, or wait for one.
 //   - Leader key names Me but an old lease (daemon restarted, Postgres
 //     adopted): AdoptLeader.
-//   - Leader's Postgres down: Restart once; if it is still down, Release at
-//     once rather than wait for the lease to expire.
+//   - Leader's Postgres down (or up but unqueryable): Restart once, bounded
+//     by master_start_timeout; if it is still down, Release at once rather
+//     than wait for the lease to expire.
+//   - Leader without a data dir (deleted under it): Release.
 //   - Leader holds the key with a replica running: Promote.
 //   - A switchover/failover request naming another member (or any healthy
 //     replica): Switchover when a candidate is eligible, else ClearFailover;
 //     a scheduled request in the future waits.
 //   - Another member leads and the local Postgres is a writable primary
 //     (split brain after a partition, or an adopted old primary): Demote.
+//   - Another member leads but has not published its address: wait.
+//   - A cleanly stopped former leader (switchover, handover) rejoins with
+//     StartReplica, without pg_rewind.
 //   - Former primary stopped (no standby.signal, not a clean stop): Rewind,
 //     or Reclone when the rewind already failed.
 //   - Replica stopped: StartReplica; replica following the wrong member:
