@@ -40,6 +40,9 @@ func runDaemon(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	if err := d.AddComponents(path); err != nil {
+		return err
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

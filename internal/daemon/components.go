@@ -1,0 +1,157 @@
+package daemon
+
+// The production wiring of the REST API and the pooler onto a Daemon: the
+// adapters that turn the HA loop's state into restapi.Node and
+// pooler.Router, and the sentinel-error mapping to the API's status codes.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/leader"
+	"github.com/pgha/pgha/pooler"
+	"github.com/pgha/pgha/restapi"
+)
+
+// Version is what /patroni reports as patroni.version.
+const Version = "0.1.0"
+
+// AddComponents wires the REST API (always) and the pooler (when
+// pooler.enabled) onto d, sharing one Prometheus registry for /metrics.
+// configPath is the file POST /reload re-reads ("" refuses reloads). Both
+// listeners are bound here, so a port already in use fails start-up
+// instead of the first request.
+func (d *Daemon) AddComponents(configPath string) error {
+	reg := prometheus.NewRegistry()
+	cfg := d.Config()
+	api, err := restapi.New(cfg.RESTAPI, apiNode{d}, apiActions{d: d, path: configPath}, reg, d.log)
+	if err != nil {
+		return fmt.Errorf("daemon: REST API: %w", err)
+	}
+	if err := api.Listen(); err != nil {
+		return fmt.Errorf("daemon: REST API: %w", err)
+	}
+	d.Add("restapi", api.Run)
+	if !cfg.Pooler.Enabled {
+		return nil
+	}
+	p, err := pooler.New(cfg.Pooler, poolerRouter{d}, d.log)
+	if err != nil {
+		return fmt.Errorf("daemon: pooler: %w", err)
+	}
+	if err := reg.Register(p.Collector()); err != nil {
+		return fmt.Errorf("daemon: pooler metrics: %w", err)
+	}
+	if err := p.Listen(); err != nil {
+		return fmt.Errorf("daemon: pooler: %w", err)
+	}
+	// A node that must stop taking writes drops its pooled connections at
+	// once; new transactions wait for the view to name a primary again.
+	d.OnFence(func() { p.Reconnect(true) })
+	d.Add("pooler", p.Run)
+	return nil
+}
+
+// poolerRouter routes the pooler by the cluster view. While etcd cannot be
+// read the view may be stale, so no primary is named and new transactions
+// wait (bounded by query_wait_timeout) rather than risk a demoted node.
+type poolerRouter struct{ d *Daemon }
+
+func (r poolerRouter) Primary() (string, bool) {
+	v, ok := r.d.View()
+	if !ok {
+		return "", false
+	}
+	t := TargetsOf(v)
+	return t.Primary, t.Primary != ""
+}
+
+func (r poolerRouter) Replicas() []string {
+	v, _ := r.d.View()
+	return TargetsOf(v).Replicas
+}
+
+func (r poolerRouter) Changed() <-chan struct{} { return r.d.Changed() }
+
+// apiNode adapts the daemon to restapi.Node from the HA loop's last cycle,
+// so a health check never queries Postgres.
+type apiNode struct{ d *Daemon }
+
+func (n apiNode) View() (cluster.View, bool) { return n.d.View() }
+
+func (n apiNode) Local(ctx context.Context) restapi.LocalStatus {
+	cfg, info := n.d.Config(), n.d.LoopInfo()
+	l := info.Local
+	st := restapi.LocalStatus{Name: cfg.Name, Scope: cfg.Scope, Version: Version,
+		IsLeader: info.IsLeader, DCSLastSeen: info.DCSLastSeen, LastLoop: info.LastLoop,
+		Tags: cfg.Tags, SystemIdentifier: l.SystemID, PendingRestart: l.PendingRestart,
+		State: cluster.StateStopped, Role: cluster.RoleReplica}
+	if !l.Initialized {
+		st.Role = cluster.RoleUninitialized
+	}
+	if l.Running {
+		st.State, st.Queried = cluster.StateRunning, true
+		st.ServerVersion, st.Timeline = l.ServerVersion, l.Timeline
+		if l.InRecovery {
+			st.ReceivedLocation, st.ReplayedLocation = l.ReceiveLSN, l.ReplayLSN
+			if l.Streaming {
+				st.ReplicationState = "streaming"
+			}
+		} else {
+			st.Role, st.XLogLocation = cluster.RolePrimary, l.Position
+		}
+	}
+	return st
+}
+
+// apiActions adapts the daemon to restapi.Actions.
+type apiActions struct {
+	d    *Daemon
+	path string
+}
+
+// apiErr maps the daemon's sentinels to the API's (409, 412).
+func apiErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, leader.ErrConflict):
+		return fmt.Errorf("%w: %w", restapi.ErrConflict, err)
+	case errors.Is(err, ErrNotPossible):
+		return fmt.Errorf("%w: %w", restapi.ErrNotPossible, err)
+	}
+	return err
+}
+
+func (a apiActions) RequestFailover(ctx context.Context, f cluster.Failover) error {
+	return apiErr(a.d.RequestFailover(ctx, f))
+}
+
+func (a apiActions) ClearFailover(ctx context.Context, rev int64) error {
+	return apiErr(a.d.ClearFailover(ctx, rev))
+}
+
+func (a apiActions) Restart(ctx context.Context) error { return apiErr(a.d.Restart(ctx)) }
+
+func (a apiActions) Reinitialize(ctx context.Context, force bool) error {
+	return apiErr(a.d.Reinitialize(ctx, force))
+}
+
+func (a apiActions) SetConfig(ctx context.Context, c config.DynamicConfig, rev int64) error {
+	return apiErr(a.d.SetConfig(ctx, c, rev))
+}
+
+func (a apiActions) Reload(ctx context.Context) error {
+	if a.path == "" {
+		return fmt.Errorf("%w: this daemon was started without a config file to re-read", restapi.ErrNotPossible)
+	}
+	if err := a.d.ReloadFile(a.path); err != nil {
+		return fmt.Errorf("%w: %w", restapi.ErrBadRequest, err)
+	}
+	return nil
+}
