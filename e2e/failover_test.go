@@ -88,6 +88,26 @@ func TestBootstrapReplicateKillRejoin(t *testing.T) {
 		t.Fatalf("leader changed to %s after the old leader rejoined", v.Leader)
 	}
 
+	// The leader's daemon alone dies and is back within the ttl: it adopts
+	// its running Postgres and its leader key; no failover, no new timeline.
+	before, _ := tc.View().Member(next.Name)
+	next.KillDaemon()
+	next.Start()
+	tc.WaitFor(30*time.Second, next.Name+" leads again with a lease of its own", func() string {
+		if !next.D.LoopInfo().IsLeader {
+			return "not leader yet"
+		}
+		return ""
+	})
+	v := tc.View()
+	if m, _ := v.Member(next.Name); v.Leader != next.Name || m.Timeline != before.Timeline {
+		t.Fatalf("after a daemon restart: leader %s, timeline %d (was %s on %d)", v.Leader, m.Timeline, next.Name, before.Timeline)
+	}
+	next.Exec("INSERT INTO rows (node) VALUES ($1)", next.Name)
+	if k := next.Count("rows"); k != want+1 {
+		t.Fatalf("%s has %d rows after a write, want %d", next.Name, k, want+1)
+	}
+
 	// Postgres crash with the daemon alive: restarted in place, same leader.
 	crashed := time.Now()
 	if err := next.PG.Instance.Kill(); err != nil {

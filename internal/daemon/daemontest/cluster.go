@@ -141,6 +141,16 @@ func (n *Node) Stop() {
 // lease revoke) and its Postgres gets SIGKILL.
 func (n *Node) Kill9() {
 	n.t.Helper()
+	n.KillDaemon()
+	if err := n.PG.Instance.Kill(); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// KillDaemon is kill -9 of the daemon alone: it stops dead and leaves its
+// Postgres running, its lease to expire.
+func (n *Node) KillDaemon() {
+	n.t.Helper()
 	n.D.Kill()
 	n.cancel()
 	select {
@@ -149,9 +159,6 @@ func (n *Node) Kill9() {
 		n.t.Fatalf("daemontest: daemon %s did not die", n.Name)
 	}
 	n.D = nil
-	if err := n.PG.Instance.Kill(); err != nil {
-		n.t.Fatal(err)
-	}
 }
 
 // Conn opens a superuser connection with a short connect timeout.
