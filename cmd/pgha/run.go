@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -22,20 +23,20 @@ func runCommand() *cli.Command {
 		Usage: "run the daemon for one node",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "node config `FILE`", Required: true}},
 		Action: func(c *cli.Context) error {
-			return runDaemon(c.Context, c.String("config"))
+			return runDaemon(c.Context, c.String("config"), c.App.ErrWriter)
 		},
 	}
 }
 
-func runDaemon(ctx context.Context, path string) error {
+func runDaemon(ctx context.Context, path string, stderr io.Writer) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		for _, p := range config.AsProblems(err) {
-			fmt.Fprintf(os.Stderr, "%s: %s\n", path, p)
+			fmt.Fprintf(stderr, "%s: %s\n", path, p)
 		}
 		return &exitError{code: 2, msg: fmt.Sprintf("%s: invalid configuration (pgha validate-config %s lists the problems)", path, path)}
 	}
-	log := newLogger(cfg.Log)
+	log := newLogger(cfg.Log, stderr)
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -64,12 +65,12 @@ func runDaemon(ctx context.Context, path string) error {
 	return err
 }
 
-func newLogger(c config.Log) *slog.Logger {
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/leader"
+)
+
+// syncBuffer is a bytes.Buffer safe for the daemon's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"pgha", "run", "-c", "../../testdata/bad-unknown-key-ttl.yml"}, &out, &errOut)
+	if err == nil || exitCode(err) != 2 {
+		t.Fatalf("err = %v (code %d), want exit 2", err, exitCode(err))
+	}
+	if !strings.Contains(errOut.String(), "postgresql.lisen") || !strings.Contains(errOut.String(), "bootstrap.dcs.ttl") {
+		t.Fatalf("stderr does not name the problems:\n%s", errOut.String())
+	}
+}
+
+// TestRunEmbeddedEtcdSighupAndStop: `pgha run -c FILE` with etcd.embedded
+// bootstraps a one-node cluster; SIGHUP re-reads FILE (new tags show in
+// the member key); cancelling (what SIGTERM does in main) stops it cleanly.
+func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
+	c := config.Default()
+	c.Scope, c.Name = "runtest", "run1"
+	c.PostgreSQL = pgtest.Config(t, "run1")
+	endpoint := fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+	c.Etcd.Endpoints = []string{endpoint}
+	c.Etcd.Embedded = true
+	c.Etcd.DataDir = filepath.Join(t.TempDir(), "etcd")
+	c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+	c.RESTAPI.ConnectAddress = c.RESTAPI.Listen
+	c.Log.Level = "debug"
+	node := pgtest.NewNodeFromConfig(t, "run1", c.PostgreSQL) // teardown if the test fails
+	path := filepath.Join(t.TempDir(), "run1.yml")
+	writeYAML(t, path, c)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"pgha", "run", "-c", path}, &out, &errOut) }()
+
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	member := func() (cluster.View, cluster.Member) {
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer rcancel()
+		v, _ := leader.ReadView(rctx, cli, "/service/", "runtest")
+		m, _ := v.Member("run1")
+		return v, m
+	}
+	waitUntil(t, 2*time.Minute, "run1 leads as primary", &errOut, func() bool {
+		v, m := member()
+		return v.Leader == "run1" && m.Role == cluster.RolePrimary
+	})
+
+	c.Tags.NoLoadBalance = true
+	writeYAML(t, path, c)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "reloaded tags in the member key", &errOut, func() bool {
+		_, m := member()
+		return m.Tags.NoLoadBalance
+	})
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("pgha run did not stop")
+	}
+	if node.Instance.IsRunning() {
+		t.Fatal("postgres still runs after pgha run stopped")
+	}
+	if !strings.Contains(errOut.String(), "configuration reloaded") {
+		t.Fatalf("no reload line in the log:\n%s", errOut.String())
+	}
+}
+
+func writeYAML(t *testing.T, path string, c config.Config) {
+	t.Helper()
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, log *syncBuffer, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s; daemon log:\n%s", what, d, log.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
