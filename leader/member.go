@@ -1,0 +1,96 @@
+package leader
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+// peers are the other members' positions: from their member keys, and,
+// when the leader key is free and this node might take it, refreshed from
+// their REST API.
+func (l *Loop) peers(ctx context.Context, v cluster.View, viewOK bool, local Local) []Peer {
+	ps := peersOf(v, l.opt.Name)
+	if viewOK && v.Leader == "" && v.Initialize != "" && local.Running {
+		ps = probePeers(ctx, l.http, v, ps)
+	}
+	return ps
+}
+
+func peersOf(v cluster.View, me string) []Peer {
+	var out []Peer
+	for _, m := range v.Members {
+		if m.Name == me {
+			continue
+		}
+		out = append(out, Peer{
+			Name:       m.Name,
+			Position:   m.XLogLocation,
+			Running:    m.State == cluster.StateRunning || m.State == cluster.StateStreaming,
+			InRecovery: m.Role != cluster.RolePrimary,
+			Tags:       m.Tags,
+		})
+	}
+	return out
+}
+
+// noteRole logs a role change as one INFO line.
+func (l *Loop) noteRole(local Local, holds bool, why string) {
+	role := cluster.RoleUninitialized
+	state := cluster.StateStopped
+	switch {
+	case !local.Initialized:
+	case local.Running && !local.InRecovery:
+		role, state = cluster.RolePrimary, cluster.StateRunning
+	case local.Running:
+		role, state = cluster.RoleReplica, cluster.StateRunning
+		if local.Streaming {
+			state = cluster.StateStreaming
+		}
+	default:
+		role = cluster.RoleReplica
+		if l.role == cluster.RolePrimary || l.role == cluster.RoleDemoted {
+			role = cluster.RoleDemoted
+		}
+	}
+	if role != l.role {
+		l.log.Info("role changed", "old_role", string(l.role), "new_role", string(role),
+			"timeline", local.Timeline, "lsn", lsnString(local.Position), "leader", holds, "why", why)
+	}
+	l.role, l.state = role, state
+	if holds {
+		l.lastLeader = l.opt.Name
+	} else if l.lastLeader == l.opt.Name {
+		l.lastLeader = ""
+	}
+	l.lastTimeline, l.lastPosition = local.Timeline, local.Position
+}
+
+func lsnString(p int64) string { return fmt.Sprintf("%X/%X", uint64(p)>>32, uint32(p)) }
+
+func (l *Loop) publishMember(ctx context.Context, local Local) {
+	m := cluster.Member{
+		ConnURL:        l.opt.ConnURL,
+		APIURL:         l.opt.APIURL,
+		State:          l.state,
+		Role:           l.role,
+		Timeline:       local.Timeline,
+		XLogLocation:   local.Position,
+		ReceiveLSN:     local.ReceiveLSN,
+		ReplayLSN:      local.ReplayLSN,
+		PendingRestart: local.PendingRestart,
+		Tags:           l.tags(),
+	}
+	if local.ServerVersion > 0 {
+		m.Version = fmt.Sprintf("%d.%d", local.ServerVersion/10000, local.ServerVersion%10000)
+	}
+	if local.Streaming {
+		m.ReplicationState = "streaming"
+	}
+	if id := l.lease.State().ID; id != 0 {
+		if err := l.store.PublishMember(ctx, id, m); err != nil {
+			l.log.Debug("publish member", "err", err)
+		}
+	}
+}
