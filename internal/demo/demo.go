@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -300,7 +301,11 @@ func printTable(w io.Writer, v cluster.View, o Options, etcdURL, dir string) {
 			name, role, m.State, m.Timeline, o.BasePort+i, o.BasePort+100+i, o.BasePort+200+i, o.BasePort+300+i)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nconnect:  psql 'postgres://postgres:%s@127.0.0.1:%d/postgres'   (node1; the leader is %s)\n", Password, o.BasePort+1, v.Leader)
+	leaderPort := o.BasePort + 1
+	if n, err := strconv.Atoi(strings.TrimPrefix(v.Leader, "node")); err == nil {
+		leaderPort = o.BasePort + n
+	}
+	fmt.Fprintf(w, "\nprimary:  psql 'postgres://postgres:%s@127.0.0.1:%d/postgres'   (%s, the leader now)\n", Password, leaderPort, v.Leader)
 	fmt.Fprintf(w, "pooler:   psql 'postgres://postgres:%s@127.0.0.1:%d/postgres'   (writes go to the primary)\n", Password, o.BasePort+201)
 	fmt.Fprintf(w, "configs:  %s/node*.yml   logs: %s/node*.log   Ctrl-C stops everything\n\n", dir, dir)
 }
