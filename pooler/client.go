@@ -74,10 +74,14 @@ type client struct {
 	state  atomic.Int32
 	// Statements the client prepared, by its own name.
 	stmts map[string]*stmtDef
-	// batch is the server this goroutine holds while writing a batch.
-	batch *server
-	wake  chan struct{}
-	timer *time.Timer
+	// batch is the server this goroutine holds while writing a batch;
+	// batchBytes counts what it wrote; pumping is set once answers from
+	// the attached server are being pumped (inline or by its goroutine).
+	batch      *server
+	batchBytes int
+	pumping    bool
+	wake       chan struct{}
+	timer      *time.Timer
 	// deep is set after a batch; reap asks the idle read to return so
 	// the session continues on a fresh goroutine; activeTick is the
 	// maintenance tick of the last batch.
@@ -247,10 +251,14 @@ func (p *Pooler) reapIdle(tick int64) {
 }
 
 // endBatch flushes what this goroutine wrote to the server and lets the
-// pump release it.
+// pump release it. The answers are forwarded by a pump: inline, in this
+// goroutine, when the batch ends at a sync point in transaction or
+// statement mode (the client now waits for them, so reading its socket
+// can wait too); otherwise by the server's pump goroutine.
 func (c *client) endBatch() error {
 	s := c.batch
 	c.batch = nil
+	c.batchBytes = 0
 	err := s.bw.Flush()
 	c.mu.Lock()
 	s.hold = false
@@ -258,11 +266,48 @@ func (c *client) endBatch() error {
 		s.waiting = false
 		s.holdCh <- struct{}{}
 	}
+	start := !c.pumping && c.srv == s
+	inline := start && c.mode != modeSession && s.queued() > 0 && isSyncPoint(s.q[len(s.q)-1].kind)
 	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("pooler: write to server: %w", err)
 	}
-	return nil
+	if !start {
+		return nil
+	}
+	c.pumping = true
+	if !inline {
+		s.attach <- c
+		return nil
+	}
+	c.state.Store(cliActive)
+	err = s.pumpLoop(c, true)
+	switch {
+	case err == nil:
+		c.pumping = false // released
+		return nil
+	case errors.Is(err, errInlineIdle):
+		c.pumping = false // still attached; the next batch pumps again
+		return nil
+	case errors.Is(err, errHandoff):
+		s.attach <- c // COPY FROM STDIN: the client must be read meanwhile
+		return nil
+	}
+	s.pumpFailed(c, err)
+	return err
+}
+
+func isSyncPoint(kind byte) bool { return kind == 'S' || kind == 'Q' || kind == 'F' }
+
+// startPump hands the answers to the server's pump goroutine once a batch
+// grows large: the server may answer before the batch ends.
+func (c *client) sent(n int) {
+	c.stats.sent(n)
+	c.batchBytes += n
+	if c.batchBytes > 32<<10 && !c.pumping && c.batch != nil {
+		c.pumping = true
+		c.batch.attach <- c
+	}
 }
 
 // attached returns the server this batch writes to, or nil.
@@ -307,7 +352,8 @@ func (c *client) server() (*server, error) {
 		var m msgBuilder
 		s.bw.Write(m.begin('Q').str(set).end().b)
 	}
-	s.attach <- c
+	c.pumping = false
+	c.batchBytes = 0
 	return s, nil
 }
 
@@ -335,7 +381,7 @@ func (c *client) forward(s *server, t byte, n int, kind byte) error {
 		c.mu.Unlock()
 	}
 	writeHeader(s.bw, t, n)
-	c.stats.sent(n + 5)
+	c.sent(n + 5)
 	return copyBody(s.bw, c.br, n)
 }
 
@@ -429,6 +475,10 @@ func (c *client) cleanup() {
 	if c.mode == modeSession && s.queued() == 0 && s.status == 'I' {
 		// Reset the session; the pump returns the server after the answer.
 		s.push(pend{kind: 'Q', act: actSwallow})
+		if !c.pumping {
+			c.pumping = true
+			s.attach <- c
+		}
 		c.mu.Unlock()
 		var m msgBuilder
 		s.bw.Write(m.begin('Q').str(c.p.cfg.ServerResetQuery).end().b)

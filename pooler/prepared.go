@@ -131,7 +131,7 @@ func (c *client) handleParse(n int) error {
 	if err != nil {
 		return c.failWait(err, 0)
 	}
-	c.stats.sent(n + 5)
+	c.sent(n + 5)
 	if len(name) == 0 {
 		c.mu.Lock()
 		s.push(pend{kind: 'P'})
@@ -226,7 +226,7 @@ func (c *client) handleBindDescribe(t byte, n int) error {
 	s.bw.Write(d.name)
 	s.bw.WriteByte(0)
 	c.br.Discard(skip)
-	c.stats.sent(n + 5)
+	c.sent(n + 5)
 	return copyBody(s.bw, c.br, n-skip)
 }
 

@@ -25,6 +25,14 @@ func trackedIndex(k string) int {
 
 var errDetached = errors.New("pooler: client left during the transaction")
 
+// errInlineIdle: an inline pump stops at the end of the answers inside a
+// transaction; the server stays attached.
+var errInlineIdle = errors.New("pooler: inline pump idle in transaction")
+
+// errHandoff: an inline pump passes the rest of the answers to the
+// server's pump goroutine.
+var errHandoff = errors.New("pooler: pump continues on the server goroutine")
+
 // ends reports whether server message t completes a request of kind.
 func ends(kind, t byte) bool {
 	switch kind {
@@ -121,10 +129,13 @@ func (s *server) pumpWorker() {
 // returns the server to its pool after ReadyForQuery 'I' with nothing left
 // in flight (transaction and statement mode), or when c leaves.
 func (s *server) pump(c *client) {
-	err := s.pumpLoop(c)
-	if err == nil {
-		return // released
+	if err := s.pumpLoop(c, false); err != nil {
+		s.pumpFailed(c, err)
 	}
+}
+
+// pumpFailed cleans up after the pump stopped on an error.
+func (s *server) pumpFailed(c *client, err error) {
 	c.mu.Lock()
 	attached := c.srv == s
 	if attached {
@@ -142,7 +153,7 @@ func (s *server) pump(c *client) {
 	}
 }
 
-func (s *server) pumpLoop(c *client) error {
+func (s *server) pumpLoop(c *client, inline bool) error {
 	br, cw := s.br, s.cw
 	for {
 		if br.Buffered() == 0 && cw.Buffered() > 0 {
@@ -174,6 +185,12 @@ func (s *server) pumpLoop(c *client) error {
 			c.stats.recv(n + 5)
 			if err := copyBody(cw, br, n+5); err != nil {
 				return err
+			}
+			if inline && (t == 'G' || t == 'W') {
+				if err := cw.Flush(); err != nil {
+					return err
+				}
+				return errHandoff
 			}
 			continue
 		case 'S':
@@ -236,6 +253,14 @@ func (s *server) pumpLoop(c *client) error {
 			}
 			if st[0] != 'I' {
 				c.mu.Unlock()
+				if inline && c.mode != modeStatement {
+					// In a transaction and nothing more to answer: let the
+					// client goroutine read the client again.
+					if err := cw.Flush(); err != nil {
+						return err
+					}
+					return errInlineIdle
+				}
 				if c.mode == modeStatement {
 					var m msgBuilder
 					cw.Write(m.errorMsg("FATAL", codeFeatureNotSupp, "transaction blocks not allowed in statement pooling mode").b)

@@ -2,12 +2,12 @@
 # bench-pooler.sh: pgbench -S through nothing / PgBouncer / pgha's pooler,
 # same settings (transaction mode, pool 20, md5 auth), then RSS per idle
 # client for both poolers. Run as root from the repository root:
-#   scripts/bench-pooler.sh            # DUR=10 seconds per run
-#   DUR=5 IDLE=2000 scripts/bench-pooler.sh
+#   scripts/bench-pooler.sh            # DUR=5 seconds per run, REPS=3, IDLE=10000
+#   DUR=10 REPS=1 IDLE=2000 scripts/bench-pooler.sh
 # Needs postgresql-15, pgbouncer and pgbench (scripts/install-deps.sh).
 set -euo pipefail
 
-DUR=${DUR:-10}
+DUR=${DUR:-5}
 IDLE=${IDLE:-10000}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PGPORT=${PGPORT:-25432}
@@ -100,12 +100,27 @@ ratio() { # a b
 	case "$1$2" in *failed*) echo "-" ;; *) printf '%.2f' "$(echo "$1 / $2" | bc -l)" ;; esac
 }
 
-printf '\n%-26s %10s %10s %10s %10s %10s\n' "pgbench -S" direct pgbouncer pgha "pgha/bnc" "pgha/dir"
+# The machine may be shared: each figure is the best of REPS runs, with
+# the three targets interleaved so that load changes hit them alike.
+REPS=${REPS:-3}
+best() { # current candidate: the higher tps; "failed" only if all failed
+	if [ "$2" = failed ]; then
+		if [ "$1" = 0 ]; then echo failed; else echo "$1"; fi
+	elif [ "$1" = failed ] || [ "$2" -gt "$1" ]; then
+		echo "$2"
+	else
+		echo "$1"
+	fi
+}
+printf '\n%-26s %10s %10s %10s %10s %10s\n' "pgbench -S (best of $REPS)" direct pgbouncer pgha "pgha/bnc" "pgha/dir"
 for run in "1 simple" "50 simple" "50 prepared" "200 extended"; do
 	set -- $run
-	d=$(tps "$PGPORT" "$1" "$2")
-	b=$(tps "$BOUNCER_PORT" "$1" "$2")
-	h=$(tps "$PGHA_PORT" "$1" "$2")
+	d=0 b=0 h=0
+	for _ in $(seq 1 "$REPS"); do
+		d=$(best "$d" "$(tps "$PGPORT" "$1" "$2")")
+		b=$(best "$b" "$(tps "$BOUNCER_PORT" "$1" "$2")")
+		h=$(best "$h" "$(tps "$PGHA_PORT" "$1" "$2")")
+	done
 	printf '%-26s %10s %10s %10s %10s %10s\n' "c=$1 -M $2" "$d" "$b" "$h" "$(ratio "$h" "$b")" "$(ratio "$h" "$d")"
 done
 
