@@ -19,11 +19,11 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/daemon"
 	"github.com/pgha/pgha/internal/pgtest"
-	"github.com/pgha/pgha/restapi"
 	"github.com/pgha/pgha/restapi/haproxytest"
 )
 
-// e2eNode is one pgha node run in-process: the daemon with its REST API.
+// e2eNode is one pgha node run in-process: the daemon with its REST API,
+// wired by daemon.AddComponents as `pgha run` wires it.
 type e2eNode struct {
 	t      *testing.T
 	name   string
@@ -43,12 +43,11 @@ func (n *e2eNode) start() {
 		cancel()
 		n.t.Fatalf("daemon %s: %v", n.name, err)
 	}
-	api, err := restapi.New(n.cfg.RESTAPI, apiNode{d}, apiActions{d: d}, nil, log)
-	if err != nil {
+	// The production wiring (REST API; the pooler is disabled here).
+	if err := d.AddComponents(""); err != nil {
 		cancel()
-		n.t.Fatalf("restapi %s: %v", n.name, err)
+		n.t.Fatalf("daemon %s: components: %v", n.name, err)
 	}
-	d.Add("restapi", api.Run)
 	n.d, n.cancel, n.done = d, cancel, make(chan error, 1)
 	go func() { n.done <- d.Run(ctx) }()
 }
@@ -138,6 +137,9 @@ func TestHAProxyE2E(t *testing.T) {
 		c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
 		c.RESTAPI.ConnectAddress = c.RESTAPI.Listen
 		c.PostgreSQL = pgtest.Config(t, name)
+		// HAProxy fronts Postgres directly; the default pooler port would
+		// also collide between the nodes.
+		c.Pooler.Enabled = false
 		d := config.DefaultDynamic()
 		d.TTL, d.LoopWait, d.RetryTimeout = config.Duration(6*time.Second), config.Duration(time.Second), config.Duration(2*time.Second)
 		c.Bootstrap.DCS = d
