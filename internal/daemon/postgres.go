@@ -72,11 +72,10 @@ func (p pgAdapter) Stop(ctx context.Context, immediate bool) error {
 	return p.in.Stop(ctx, mode)
 }
 
-// Demote with no upstream makes a standby of this node's own address: it
-// stays read-only and its WAL receiver retries harmlessly until the loop
-// points it at a leader.
+// Demote with no upstream makes a standby without primary_conninfo
+// (read-only, waiting for the loop to point it at a leader).
 func (p pgAdapter) Demote(ctx context.Context, up *leader.Upstream) error {
-	target := replication.Primary{Host: p.in.Host(), Port: p.in.Port()}
+	var target replication.Primary
 	if up != nil {
 		target = primaryOf(*up)
 	}
