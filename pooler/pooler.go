@@ -35,6 +35,7 @@ type Pooler struct {
 	nextID atomic.Uint64
 
 	paused   atomic.Bool
+	route    atomic.Pointer[route]
 	tick     atomic.Int64 // maintenance ticks, for idle detection
 	respawns atomic.Int64 // idle sessions moved to fresh goroutines
 	nclients atomic.Int64
@@ -170,6 +171,7 @@ func (p *Pooler) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p.ctx = ctx
+	p.refreshRoute()
 	p.primary, _ = p.router.Primary()
 	var wg sync.WaitGroup
 	for i, ln := range p.listeners {
@@ -277,8 +279,10 @@ func (p *Pooler) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-p.router.Changed():
+			p.refreshRoute()
 			p.followPrimary(ctx)
 		case <-tick.C:
+			p.refreshRoute()
 			p.reapIdle(p.tick.Add(1))
 			idle, life := p.cfg.ServerIdleTimeout.D(), p.cfg.ServerLifetime.D()
 			now := time.Now()
@@ -394,29 +398,52 @@ func (p *Pooler) getPool(k poolKey) *pool {
 	return pl
 }
 
+// route is the router's answer, cached so that the per-transaction
+// checks do not ask the router (which may build it from the whole cluster
+// view); refreshed on every Changed signal and every second.
+type route struct {
+	primary  string
+	ok       bool
+	replicas []string
+}
+
+func (p *Pooler) refreshRoute() {
+	r := &route{}
+	r.primary, r.ok = p.router.Primary()
+	r.replicas = p.router.Replicas()
+	p.route.Store(r)
+}
+
+func (p *Pooler) currentRoute() *route {
+	if r := p.route.Load(); r != nil {
+		return r
+	}
+	p.refreshRoute()
+	return p.route.Load()
+}
+
 // target picks the address for a new server connection.
 func (p *Pooler) target(readOnly bool) (string, error) {
+	r := p.currentRoute()
 	if readOnly {
-		rs := p.router.Replicas()
-		if len(rs) == 0 {
+		if len(r.replicas) == 0 {
 			return "", errors.New("pooler: no healthy replica to route read-only connections to")
 		}
-		return rs[int(p.nextID.Add(1))%len(rs)], nil
+		return r.replicas[int(p.nextID.Add(1))%len(r.replicas)], nil
 	}
-	addr, ok := p.router.Primary()
-	if !ok {
+	if !r.ok {
 		return "", errors.New("pooler: no primary in the cluster view")
 	}
-	return addr, nil
+	return r.primary, nil
 }
 
 // targetOK reports whether a server at addr is still a valid target.
 func (p *Pooler) targetOK(readOnly bool, addr string) bool {
+	r := p.currentRoute()
 	if readOnly {
-		return slices.Contains(p.router.Replicas(), addr)
+		return slices.Contains(r.replicas, addr)
 	}
-	cur, ok := p.router.Primary()
-	return ok && cur == addr
+	return r.ok && r.primary == addr
 }
 
 // dbSlot takes (delta 1) or returns (-1) a max_db_connections slot.

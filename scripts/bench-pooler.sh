@@ -79,7 +79,8 @@ echo "== starting PgBouncer on $BOUNCER_PORT and pgha's pooler on $PGHA_PORT"
 runuser -u postgres -- bash -c "ulimit -n \$(ulimit -Hn); exec /usr/sbin/pgbouncer -q $WORK/pgbouncer.ini" &
 PIDS+=($!)
 disown $! 2>/dev/null || true
-"$WORK/pgha-pooler-bench" serve -target "127.0.0.1:$PGPORT" -listen "127.0.0.1:$PGHA_PORT" \
+# PGHA_GOMAXPROCS=1 runs the pooler on one core, as PgBouncer does.
+GOMAXPROCS=${PGHA_GOMAXPROCS:-} "$WORK/pgha-pooler-bench" serve -target "127.0.0.1:$PGPORT" -listen "127.0.0.1:$PGHA_PORT" \
 	-auth-file "$WORK/userlist.txt" -auth-type md5 -pool-size 20 -max-client-conn 11000 &
 PIDS+=($!)
 PGHA_PID=$!
