@@ -2,19 +2,31 @@ package pooler
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgtest"
 )
 
 // TestPooler runs the integration tests against one real Postgres.
 func TestPooler(t *testing.T) {
 	pg := newPG(t)
-	p := startPooler(t, pg, nil)
+	sockDir := t.TempDir()
+	p := startPooler(t, pg, func(c *config.Pooler) { c.UnixSocketDir = sockDir })
 	t.Run("Basic", func(t *testing.T) { testBasic(t, p) })
+	t.Run("UnixSocket", func(t *testing.T) {
+		_, port := splitAddr(p.Addr())
+		c := connect(t, fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=postgres sslmode=disable",
+			sockDir, port, pgtest.SuperUser, pgtest.SuperPassword))
+		var one int
+		if err := c.QueryRow(tctx(t), "SELECT 1").Scan(&one); err != nil {
+			t.Fatalf("query over the unix socket: %v", err)
+		}
+	})
 	t.Run("Auth", func(t *testing.T) { testAuth(t, p) })
 	t.Run("PreparedAcrossServers", func(t *testing.T) { testPreparedAcrossServers(t, p) })
 	t.Run("SetCarriedOver", func(t *testing.T) { testSetCarriedOver(t, p) })
