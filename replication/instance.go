@@ -214,6 +214,13 @@ func (in *Instance) postmasterPID() int {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return 0
 	}
+	// A killed postmaster stays a zombie until its parent reaps it, which
+	// some init processes do slowly: it is dead already.
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
+			return 0
+		}
+	}
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err == nil && !strings.HasPrefix(strings.TrimSpace(string(comm)), "postgres") {
 		return 0 // pid reused by something else
