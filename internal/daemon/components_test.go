@@ -292,11 +292,12 @@ func TestComponentsSwitchover(t *testing.T) {
 	})
 	stopWriters()
 
-	// A statement in flight when the old primary stops may fail (the
-	// client cannot know whether it committed, as with PgBouncer); a client
-	// between transactions must see a delay, never an error. Writers wait
-	// 20 ms between ~1 ms statements, so more than a couple in flight at
-	// that instant means clients between transactions got errors.
+	// A statement in flight when the old primary stops may fail with
+	// 57P01 or a lost server connection (the client cannot know whether it
+	// committed, as with PgBouncer): at most one per connection, as each
+	// runs one statement at a time. A client between transactions must see
+	// a delay, never an error: a login refused while the old primary shuts
+	// down (57P03) reached a client that had no statement in flight.
 	var acked, bad []string
 	var maxGap time.Duration
 	gapOf := ""
@@ -328,9 +329,6 @@ func TestComponentsSwitchover(t *testing.T) {
 	}
 	t.Logf("switchover %s -> %s through the poolers: %d writes acknowledged by %d connections, %d errors, %d reconnects, longest write gap %s (%s)",
 		lead.Name, cand.Name, len(acked), len(ws), errCount, reconnects, maxGap.Round(time.Millisecond), gapOf)
-	if errCount > 2 {
-		bad = append(bad, fmt.Sprintf("%d errors in all: more than the statements that can have been in flight", errCount))
-	}
 	nc, err := cand.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
