@@ -76,7 +76,7 @@ pidfile = $WORK/pgbouncer.pid
 INI
 chown postgres "$WORK/pgbouncer.ini"
 echo "== starting PgBouncer on $BOUNCER_PORT and pgha's pooler on $PGHA_PORT"
-runuser -u postgres -- bash -c "ulimit -n \$(ulimit -Hn); exec /usr/sbin/pgbouncer -q $WORK/pgbouncer.ini" &
+runuser -u postgres -- bash -c "ulimit -n \$(ulimit -Hn); exec /usr/sbin/pgbouncer -q $WORK/pgbouncer.ini" 2>>"$WORK/pgbouncer.stderr" &
 PIDS+=($!)
 disown $! 2>/dev/null || true
 # PGHA_GOMAXPROCS=1 runs the pooler on one core, as PgBouncer does.
