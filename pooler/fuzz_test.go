@@ -151,3 +151,11 @@ func TestParseUserlist(t *testing.T) {
 		t.Fatal("unquoted line accepted")
 	}
 }
+
+func TestTransientLoginError(t *testing.T) {
+	for code, want := range map[string]bool{"57P03": true, "57P01": true, "53300": true, "28P01": false, "3D000": false} {
+		if transientLoginError(code) != want {
+			t.Errorf("transientLoginError(%s) = %v", code, !want)
+		}
+	}
+}

@@ -122,7 +122,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 				pl.wakeOne()
 				pl.mu.Unlock()
 				var se *serverError
-				if errors.As(err, &se) {
+				if errors.As(err, &se) && !transientLoginError(se.Code) {
 					return nil, err // login refused: tell the client at once
 				}
 				pl.p.log.Warn("pooler: cannot open server connection", "db", pl.key.db, "user", pl.key.user, "err", err)
@@ -194,6 +194,17 @@ func (c *client) sleep(deadline, reserveAt time.Time) bool {
 	}
 }
 
+// transientLoginError reports SQLSTATEs a login can fail with while a node
+// starts, stops or is promoted: the client waits and the pooler retries
+// (bounded by query_wait_timeout) instead of passing the error on.
+func transientLoginError(code string) bool {
+	switch code {
+	case "57P03", "57P01", "57P02", "53300", "08006", "08001":
+		return true
+	}
+	return false
+}
+
 func (pl *pool) sleepRetry(deadline time.Time) bool {
 	d := pl.p.cfg.ServerLoginRetry.D()
 	if d > time.Second {
@@ -256,7 +267,7 @@ func (pl *pool) wakeAll() {
 // usable checks an idle server before reuse: lifetime, target, and the
 // check query after server_check_delay.
 func (pl *pool) usable(s *server) bool {
-	if s.closed.Load() || s.closeNeeded.Load() {
+	if s.closed.Load() || s.closeNeeded.Load() || !s.alive() {
 		return false
 	}
 	now := time.Now()

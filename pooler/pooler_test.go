@@ -42,6 +42,7 @@ func TestPooler(t *testing.T) {
 	t.Run("ClientTLS", func(t *testing.T) { testClientTLS(t, pg) })
 	t.Run("ReadOnlyPort", func(t *testing.T) { testReadOnlyPort(t, pg) })
 	t.Run("EvictionAndReserve", func(t *testing.T) { testEvictionAndReserve(t, pg) })
+	t.Run("DeadIdleServer", func(t *testing.T) { testDeadIdleServer(t, pg) })
 	t.Run("PrimaryChange", func(t *testing.T) { testPrimaryChange(t, pg) })
 }
 

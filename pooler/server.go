@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -68,9 +69,14 @@ type server struct {
 	status  byte
 
 	client atomic.Pointer[client]
-	attach chan *client
-	done   chan struct{}
-	closed atomic.Bool
+	// raw and peekFn check an idle connection without a goroutine or a
+	// deadline (see alive); peekDead is peekFn's result.
+	raw      syscall.RawConn
+	peekFn   func(fd uintptr) bool
+	peekDead bool
+	attach   chan *client
+	done     chan struct{}
+	closed   atomic.Bool
 	// closeNeeded: close instead of reusing at the next release.
 	closeNeeded atomic.Bool
 	// Stats for SHOW SERVERS.
@@ -98,8 +104,13 @@ func (p *Pooler) dialServer(ctx context.Context, pl *pool, addr string) (*server
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	var raw syscall.RawConn
+	if sc, ok := conn.(syscall.Conn); ok {
+		raw, _ = sc.SyscallConn()
+	}
 	s := &server{
-		id: p.nextID.Add(1), pool: pl, conn: conn, addr: addr,
+		raw: raw,
+		id:  p.nextID.Add(1), pool: pl, conn: conn, addr: addr,
 		br:       bufio.NewReaderSize(conn, 16384),
 		bw:       bufio.NewWriterSize(conn, ioBufSize),
 		cw:       bufio.NewWriterSize(nil, ioBufSize),
@@ -124,6 +135,7 @@ func (p *Pooler) dialServer(ctx context.Context, pl *pool, addr string) (*server
 		conn.Close()
 		return nil, fmt.Errorf("%w: %s", errInRecovery, addr)
 	}
+	s.peekFn = s.peek
 	now := time.Now()
 	s.createdAt, s.lastUsed, s.lastChecked = now, now, now
 	s.state.Store(srvIdle)
@@ -353,4 +365,33 @@ func randUint32() uint32 {
 	var b [4]byte
 	rand.Read(b[:])
 	return binary.BigEndian.Uint32(b[:])
+}
+
+// alive reports whether an idle server connection is still usable: nothing
+// may be waiting to be read (Postgres sends a FATAL before it closes a
+// connection on shutdown or pg_terminate_backend) and the peer has not
+// closed. One non-blocking recv(MSG_PEEK), no allocation.
+func (s *server) alive() bool {
+	if s.br.Buffered() > 0 {
+		return false
+	}
+	if s.raw == nil {
+		return true
+	}
+	s.peekDead = false
+	if err := s.raw.Read(s.peekFn); err != nil {
+		return false
+	}
+	return !s.peekDead
+}
+
+func (s *server) peek(fd uintptr) bool {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+	case err != nil, n >= 0:
+		s.peekDead = true // data while idle, EOF or an error
+	}
+	return true
 }
