@@ -165,12 +165,17 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		return l.store.ReleaseLeader(c)
 
 	case Switchover, Handover:
+		// Poolers stop routing here first (the local one through the
+		// fence hook, the others through the published state).
 		l.fence()
+		c, cancel := ectx()
+		l.drain(ctx, c, f.Local)
+		cancel()
 		if err := l.pg.Stop(ctx, false); err != nil {
 			return err
 		}
 		l.cleanStop = true
-		c, cancel := ectx()
+		c, cancel = ectx()
 		defer cancel()
 		return l.store.ReleaseLeader(c)
 
@@ -348,4 +353,43 @@ func (l *Loop) bootstrap(ctx context.Context, f Facts, lease clientv3.LeaseID) e
 	}
 	l.log.Info("cluster bootstrapped", "system_identifier", st.SystemID)
 	return nil
+}
+
+// drainTimeout bounds how long a planned stop of the primary waits for
+// running transactions; drainNotice is the least it waits, so that every
+// pooler has seen the announcement before the server stops.
+const (
+	drainTimeout = 2 * time.Second
+	drainNotice  = 300 * time.Millisecond
+)
+
+// drain prepares a planned stop of the primary (switchover, handover): it
+// publishes the member as stopping, which takes it out of every pooler's
+// routing (new transactions wait for the next primary instead of meeting a
+// shutting-down server), then lets running transactions end, bounded by
+// drainTimeout. ectx bounds the etcd write.
+func (l *Loop) drain(ctx, ectx context.Context, local Local) {
+	l.state = cluster.StateStopping
+	l.publishMember(ectx, local)
+	start := time.Now()
+	busy := 0
+	for {
+		waited := time.Since(start)
+		if waited >= drainNotice {
+			n, err := l.pg.Busy(ctx)
+			if err != nil || n == 0 {
+				return
+			}
+			busy = n
+		}
+		if waited >= drainTimeout {
+			l.log.Info("planned stop: transactions still running after the drain bound; stopping anyway", "busy", busy, "bound", drainTimeout)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

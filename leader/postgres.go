@@ -42,6 +42,10 @@ type Postgres interface {
 	// slot per member named (Slot naming is the Postgres side's), and
 	// drops inactive physical slots of members no longer named.
 	SyncSlots(ctx context.Context, members []string) error
+	// Busy counts client sessions running a statement or inside a
+	// transaction (not the caller's own, not WAL senders): what a planned
+	// stop waits for.
+	Busy(ctx context.Context) (int, error)
 }
 
 // Upstream is the member a replica streams from.

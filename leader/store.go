@@ -207,6 +207,12 @@ func wakesLoop(prefix string, evs []*clientv3.Event) bool {
 			if ev.Type == clientv3.EventTypeDelete || ev.IsCreate() {
 				return true
 			}
+			// A member changing role or state (a primary announcing a
+			// planned stop, a promoted replica, a crash) must reach every
+			// pooler at once; position updates need not.
+			if ev.PrevKv == nil || memberRouting(ev.PrevKv.Value) != memberRouting(ev.Kv.Value) {
+				return true
+			}
 		default:
 			return true
 		}
@@ -214,12 +220,24 @@ func wakesLoop(prefix string, evs []*clientv3.Event) bool {
 	return false
 }
 
+// memberRouting is the part of a member key that routing depends on.
+func memberRouting(value []byte) string {
+	var m struct {
+		State cluster.State `json:"state"`
+		Role  cluster.Role  `json:"role"`
+	}
+	if json.Unmarshal(value, &m) != nil {
+		return "?"
+	}
+	return string(m.Role) + "/" + string(m.State)
+}
+
 // Watch signals notify (without blocking) on every change under the
 // cluster prefix until ctx ends, re-establishing the watch after errors.
 func (s *Store) Watch(ctx context.Context, notify chan<- struct{}) error {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		ch := s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix())
+		ch := s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithPrevKV())
 		for resp := range ch {
 			if resp.Err() != nil {
 				s.log.Debug("etcd watch error; re-watching", "err", resp.Err())

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -40,7 +42,8 @@ func (d *Daemon) AddComponents(configPath string) error {
 	if !cfg.Pooler.Enabled {
 		return nil
 	}
-	p, err := pooler.New(cfg.Pooler, poolerRouter{d}, d.log)
+	router := &poolerRouter{d: d, kick: make(chan struct{}, 1)}
+	p, err := pooler.New(cfg.Pooler, router, d.log)
 	if err != nil {
 		return fmt.Errorf("daemon: pooler: %w", err)
 	}
@@ -50,9 +53,8 @@ func (d *Daemon) AddComponents(configPath string) error {
 	if err := p.Listen(); err != nil {
 		return fmt.Errorf("daemon: pooler: %w", err)
 	}
-	// A node that must stop taking writes drops its pooled connections at
-	// once; new transactions wait for the view to name a primary again.
-	d.OnFence(func() { p.Reconnect(true) })
+	d.OnFence(router.fence)
+	d.Add("pooler-routing", router.run)
 	d.Add("pooler", p.Run)
 	return nil
 }
@@ -60,23 +62,78 @@ func (d *Daemon) AddComponents(configPath string) error {
 // poolerRouter routes the pooler by the cluster view. While etcd cannot be
 // read the view may be stale, so no primary is named and new transactions
 // wait (bounded by query_wait_timeout) rather than risk a demoted node.
-type poolerRouter struct{ d *Daemon }
+//
+// When this node must stop taking writes (fencing, a switchover, a
+// shutdown handover) the daemon's fence hook withdraws the current leader
+// from routing at once, before the loop has read a new view: new
+// transactions wait while running ones finish, and nothing is sent to a
+// server that is shutting down. The withdrawal ends when the leader key
+// changes hands (even back to this node) or after ttl.
+type poolerRouter struct {
+	d    *Daemon
+	kick chan struct{}
 
-func (r poolerRouter) Primary() (string, bool) {
+	mu        sync.Mutex
+	fenced    bool
+	fencedAt  time.Time
+	fencedRev int64 // the leader key's revision when fenced; 0 until read
+}
+
+func (r *poolerRouter) Primary() (string, bool) {
 	v, ok := r.d.View()
 	if !ok {
+		return "", false
+	}
+	r.mu.Lock()
+	if r.fenced && r.fencedRev == 0 {
+		r.fencedRev = v.LeaderRevision
+	}
+	if r.fenced && (v.LeaderRevision != r.fencedRev || time.Since(r.fencedAt) > v.Config.TTL.D()) {
+		r.fenced = false
+	}
+	fenced := r.fenced
+	r.mu.Unlock()
+	if fenced {
 		return "", false
 	}
 	t := TargetsOf(v)
 	return t.Primary, t.Primary != ""
 }
 
-func (r poolerRouter) Replicas() []string {
+func (r *poolerRouter) Replicas() []string {
 	v, _ := r.d.View()
 	return TargetsOf(v).Replicas
 }
 
-func (r poolerRouter) Changed() <-chan struct{} { return r.d.Changed() }
+func (r *poolerRouter) Changed() <-chan struct{} { return r.kick }
+
+func (r *poolerRouter) signal() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// fence is the daemon's fence hook. It runs inside the HA loop, so it
+// must neither block nor read the loop's view.
+func (r *poolerRouter) fence() {
+	r.mu.Lock()
+	r.fenced, r.fencedAt, r.fencedRev = true, time.Now(), 0
+	r.mu.Unlock()
+	r.signal()
+}
+
+// run forwards the loop's change notifications to the pooler.
+func (r *poolerRouter) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.d.Changed():
+			r.signal()
+		}
+	}
+}
 
 // apiNode adapts the daemon to restapi.Node from the HA loop's last cycle,
 // so a health check never queries Postgres.

@@ -126,3 +126,19 @@ func (p pgAdapter) SyncSlots(ctx context.Context, members []string) error {
 	}
 	return nil
 }
+
+func (p pgAdapter) Busy(ctx context.Context) (int, error) {
+	c, err := p.in.Conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close(context.Background())
+	var n int
+	err = c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+		  AND (state = 'active' OR state LIKE 'idle in transaction%')`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("daemon: count busy sessions: %w", err)
+	}
+	return n, nil
+}
