@@ -85,6 +85,7 @@ type client struct {
 	// deep is set after a batch; reap asks the idle read to return so
 	// the session continues on a fresh goroutine; activeTick is the
 	// maintenance tick of the last batch.
+	idleStart  time.Time
 	deep       atomic.Bool
 	reap       atomic.Bool
 	activeTick atomic.Int64
@@ -149,7 +150,11 @@ func (c *client) nextMessage() (byte, int, error) {
 	}
 	var deadline time.Time
 	if idleTimeout > 0 {
-		deadline = time.Now().Add(idleTimeout)
+		// A session moved to a fresh goroutine keeps its idle start.
+		if c.idleStart.IsZero() {
+			c.idleStart = time.Now()
+		}
+		deadline = c.idleStart.Add(idleTimeout)
 		c.conn.SetReadDeadline(deadline)
 	}
 	k := 0
@@ -179,6 +184,7 @@ func (c *client) nextMessage() (byte, int, error) {
 	}
 	if idleTimeout > 0 {
 		c.conn.SetReadDeadline(time.Time{})
+		c.idleStart = time.Time{}
 	}
 	if !c.deep.Load() {
 		c.deep.Store(true)
