@@ -229,6 +229,7 @@ func (s *Server) pollFailover(ctx context.Context, oldLeader, candidate, action 
 	tick := time.NewTicker(s.PollInterval)
 	defer tick.Stop()
 	goneTimes := 0
+	requested := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -248,9 +249,11 @@ func (s *Server) pollFailover(ctx context.Context, oldLeader, candidate, action 
 			return http.StatusOK, fmt.Sprintf("%sed over to %q instead of %q", strings.ToUpper(verb[:1])+verb[1:], v.Leader, candidate)
 		}
 		// The request is gone while the old leader still holds the key:
-		// the HA loop rejected it. Require two looks to skip the moment
-		// between deleting the key and the new leader taking over.
-		if v.Failover == nil && v.Leader == oldLeader && oldLeader != "" {
+		// the HA loop rejected it. Only a snapshot read after the request
+		// was written can say so (the loop publishes its view between
+		// cycles, and a planned stop takes a while), and two looks skip the
+		// moment between deleting the key and the new leader taking over.
+		if v.Failover == nil && v.Leader == oldLeader && oldLeader != "" && !v.ReadAt.IsZero() && v.ReadAt.After(requested) {
 			goneTimes++
 			if goneTimes >= 2 {
 				return http.StatusServiceUnavailable, title + " failed"

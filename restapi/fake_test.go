@@ -78,6 +78,7 @@ func (a *fakeActions) RequestFailover(ctx context.Context, f cluster.Failover) e
 				time.Sleep(50 * time.Millisecond)
 				a.node.mu.Lock()
 				fn(&a.node.view)
+				a.node.view.ReadAt = time.Now() // a snapshot read after the request
 				a.node.mu.Unlock()
 			}()
 		}

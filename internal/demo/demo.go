@@ -103,6 +103,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer e.Close()
 	o.Log.Info("demo: etcd running", "endpoint", e.ClientURL)
+	// The poolers' users, PgBouncer's userlist.txt format.
+	userlist := filepath.Join(dir, "userlist.txt")
+	if err := os.WriteFile(userlist, []byte(fmt.Sprintf("%q %q\n", "postgres", Password)), 0o600); err != nil {
+		return fmt.Errorf("demo: write %s: %w", userlist, err)
+	}
 	for i := 1; i <= o.Nodes; i++ {
 		if err := writeConfig(dir, i, o.BasePort, e.ClientURL); err != nil {
 			return err
@@ -191,6 +196,8 @@ postgresql:
 pooler:
   listen: 127.0.0.1:%[6]d
   read_only_listen: 127.0.0.1:%[7]d
+  auth_file: %[10]s
+  admin_users: [postgres]
 bootstrap:
   dcs:
     ttl: 10s
@@ -199,7 +206,8 @@ bootstrap:
     maximum_lag_on_failover: 1MB
 log:
   level: info
-`, name, Scope, etcdURL, base+i, base+100+i, base+200+i, base+300+i, filepath.Join(nodeDir, "data"), Password)
+`, name, Scope, etcdURL, base+i, base+100+i, base+200+i, base+300+i, filepath.Join(nodeDir, "data"), Password,
+		filepath.Join(dir, "userlist.txt"))
 	path := filepath.Join(dir, name+".yml")
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		return fmt.Errorf("demo: write %s: %w", path, err)
