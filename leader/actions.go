@@ -134,7 +134,13 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 			return err
 		}
 		l.log.Info("took the leader key", "why", a.Why)
-		return l.promote(ctx, f, lease, "failover: "+a.Why)
+		if err := l.promote(ctx, f, lease, "failover: "+a.Why); err != nil {
+			return err
+		}
+		if f.View.Failover == nil && l.opt.OnFailover != nil {
+			l.opt.OnFailover()
+		}
+		return nil
 
 	case AdoptLeader:
 		c, cancel := ectx()

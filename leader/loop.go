@@ -31,7 +31,12 @@ type Options struct {
 	// (fencing, switchover, handover): the pooler pauses there. It must
 	// not block.
 	OnFence func()
-	Log     *slog.Logger
+	// OnCycle, when set, gets each cycle's duration (metrics).
+	OnCycle func(time.Duration)
+	// OnFailover, when set, is called after this node took the leader key
+	// of a cluster that had lost its leader, without a request (metrics).
+	OnFailover func()
+	Log        *slog.Logger
 }
 
 // Loop is the HA loop of one member.
@@ -310,6 +315,9 @@ func margin(ttl time.Duration) time.Duration {
 // cycle gathers facts, decides, acts and publishes. It returns how long to
 // sleep before the next cycle.
 func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
+	if l.opt.OnCycle != nil {
+		defer func(start time.Time) { l.opt.OnCycle(time.Since(start)) }(time.Now())
+	}
 	l.mu.Lock()
 	prev := l.view
 	l.mu.Unlock()

@@ -39,6 +39,8 @@ func (d *Daemon) AddComponents(configPath string) error {
 		return fmt.Errorf("daemon: REST API: %w", err)
 	}
 	d.Add("restapi", api.Run)
+	d.OnCycle(api.Metrics().ObserveLoop)
+	d.OnFailover(api.Metrics().Failovers.Inc)
 	if !cfg.Pooler.Enabled {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -352,6 +353,9 @@ func TestComponentsSwitchover(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("GET /metrics on %s lacks %q:\n%s", rep.Name, want, metrics)
 		}
+	}
+	if m := regexp.MustCompile(`(?m)^pgha_ha_loop_duration_seconds_count(?:\{[^}]*\})? (\S+)$`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
+		t.Errorf("GET /metrics on %s: the HA loop duration histogram has no observations: %v", rep.Name, m)
 	}
 	primaryIs := func(n *daemontest.Node, want int) {
 		t.Helper()

@@ -35,6 +35,35 @@ type Daemon struct {
 	mu         sync.Mutex
 	components map[string]Component
 	onFence    []func()
+	onCycle    []func(time.Duration)
+	onFailover []func()
+}
+
+type hookSet struct {
+	cycle    []func(time.Duration)
+	failover []func()
+}
+
+func (d *Daemon) hooks() hookSet {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return hookSet{cycle: d.onCycle, failover: d.onFailover}
+}
+
+// OnCycle registers a hook that gets each HA loop cycle's duration. Hooks
+// must not block.
+func (d *Daemon) OnCycle(fn func(time.Duration)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onCycle = append(d.onCycle, fn)
+}
+
+// OnFailover registers a hook called when this node became the leader of
+// a cluster that had lost its leader (not a requested switchover).
+func (d *Daemon) OnFailover(fn func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onFailover = append(d.onFailover, fn)
 }
 
 // New builds a node from cfg: it starts the embedded etcd when
@@ -90,7 +119,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		APIURL:    "http://" + cfg.RESTAPI.ConnectAddress + "/patroni",
 		Bootstrap: cfg.Bootstrap.DCS,
 		OnFence:   d.fence,
-		Log:       log,
+		OnCycle: func(dur time.Duration) {
+			for _, h := range d.hooks().cycle {
+				h(dur)
+			}
+		},
+		OnFailover: func() {
+			for _, h := range d.hooks().failover {
+				h()
+			}
+		},
+		Log: log,
 	})
 	return d, nil
 }
