@@ -216,10 +216,8 @@ func (in *Instance) postmasterPID() int {
 	}
 	// A killed postmaster stays a zombie until its parent reaps it, which
 	// some init processes do slowly: it is dead already.
-	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
-			return 0
-		}
+	if isZombie(pid) {
+		return 0
 	}
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err == nil && !strings.HasPrefix(strings.TrimSpace(string(comm)), "postgres") {
@@ -234,6 +232,16 @@ func (in *Instance) postmasterPID() int {
 		}
 	}
 	return pid
+}
+
+// isZombie reports whether pid has exited but was not reaped yet.
+func isZombie(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	return i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
 }
 
 // IsRunning reports whether the postmaster of this data directory is alive.

@@ -232,8 +232,24 @@ func (in *Instance) clearStaleLock(ctx context.Context) error {
 		return nil
 	}
 	deadline := time.Now().Add(10 * time.Second)
+	// The dead postmaster may still be a zombie (its parent, often init,
+	// reaps it late); Postgres would take its socket lock for a live one.
+	var dead []int
+	for _, f := range []string{lock, filepath.Join(in.RunDir(), fmt.Sprintf(".s.PGSQL.%d.lock", in.port))} {
+		if b, err := os.ReadFile(f); err == nil {
+			first, _, _ := strings.Cut(string(b), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && pid > 0 {
+				dead = append(dead, pid)
+			}
+		}
+	}
 	for {
 		pids := in.processesInDataDir()
+		for _, pid := range dead {
+			if isZombie(pid) {
+				pids = append(pids, pid)
+			}
+		}
 		if len(pids) == 0 {
 			break
 		}
