@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,7 +242,9 @@ func (r *prefixReader) Read(p []byte) (int, error) {
 // at least a maintenance tick after doing work, so that their sessions
 // move to fresh goroutines with small stacks (an idle client then costs a
 // minimal stack). Only plain TCP and Unix connections are interrupted.
-func (p *Pooler) reapIdle(tick int64) {
+// It returns how many it interrupted.
+func (p *Pooler) reapIdle(tick int64) int {
+	n := 0
 	for _, c := range p.clientList() {
 		if c.state.Load() != cliIdle || !c.deep.Load() || c.reap.Load() || tick-c.activeTick.Load() < 2 {
 			continue
@@ -253,7 +256,30 @@ func (p *Pooler) reapIdle(tick int64) {
 		}
 		c.reap.Store(true)
 		c.conn.SetReadDeadline(time.Unix(1, 0))
+		n++
 	}
+	return n
+}
+
+// reapRelease is how many reaped sessions make releaseStacks return
+// memory to the OS: each left a grown stack (4 KB or more) behind.
+const reapRelease = 1000
+
+// releaseStacks returns the grown stacks left by reaped sessions to the
+// OS once a burst of reaping is over (or every 10 s while it lasts). The
+// runtime keeps freed stack memory as heap up to its GC goal, which counts
+// every goroutine's stack, so after thousands of clients go idle at once
+// that memory would stay resident; FreeOSMemory (one GC and a scavenge,
+// milliseconds) gives it back. Steady traffic does not reap and never
+// gets here. Called from maintain's goroutine only.
+func (p *Pooler) releaseStacks(reaped int) {
+	p.reapedSince += reaped
+	if p.reapedSince < reapRelease || (reaped > 0 && time.Since(p.lastRelease) < 10*time.Second) {
+		return
+	}
+	p.reapedSince = 0
+	p.lastRelease = time.Now()
+	debug.FreeOSMemory()
 }
 
 // endBatch flushes what this goroutine wrote to the server and lets the

@@ -40,6 +40,11 @@ type Pooler struct {
 	respawns atomic.Int64 // idle sessions moved to fresh goroutines
 	nclients atomic.Int64
 
+	// Reaped sessions since the last release of their old stacks, and
+	// when that was (maintain's goroutine only; see releaseStacks).
+	reapedSince int
+	lastRelease time.Time
+
 	mu      sync.Mutex
 	users   map[string]secret
 	hba     []hbaRule
@@ -283,7 +288,7 @@ func (p *Pooler) maintain(ctx context.Context) {
 			p.followPrimary(ctx)
 		case <-tick.C:
 			p.refreshRoute()
-			p.reapIdle(p.tick.Add(1))
+			p.releaseStacks(p.reapIdle(p.tick.Add(1)))
 			idle, life := p.cfg.ServerIdleTimeout.D(), p.cfg.ServerLifetime.D()
 			now := time.Now()
 			for _, pl := range p.poolList() {

@@ -3,7 +3,7 @@
 # same settings (transaction mode, pool 20, md5 auth), then RSS per idle
 # client for both poolers. Run as root from the repository root:
 #   scripts/bench-pooler.sh            # DUR=5 seconds per run, REPS=3, IDLE=10000
-#   DUR=10 REPS=1 IDLE=2000 scripts/bench-pooler.sh
+#   DUR=10 REPS=1 IDLE=2000 SETTLE=8 scripts/bench-pooler.sh
 # Needs postgresql-15, pgbouncer and pgbench (scripts/install-deps.sh).
 set -euo pipefail
 
@@ -138,7 +138,10 @@ idle_rss() { # pid port
 		if ! kill -0 "$ip" 2>/dev/null; then cat "$WORK/idle.out" >&2; return 1; fi
 		sleep 0.5
 	done
-	sleep 2
+	# Settle before measuring, the same for both poolers: pgha moves
+	# sessions idle for 2 maintenance ticks (1 s each) to fresh small
+	# stacks and then returns the old stacks to the OS.
+	sleep "${SETTLE:-8}"
 	after=$(rss "$1")
 	kill "$ip"
 	wait "$ip" 2>/dev/null || true

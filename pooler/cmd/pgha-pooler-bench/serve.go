@@ -7,6 +7,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -26,8 +27,12 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&cfg.MaxClientConn, "max-client-conn", 11000, "max_client_conn")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here until exit")
 	debugAddr := fs.String("debug-addr", "", "serve net/http/pprof here (e.g. 127.0.0.1:6060)")
+	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate for the heap profile (0: Go's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *memRate > 0 {
+		runtime.MemProfileRate = *memRate
 	}
 	if *debugAddr != "" {
 		go http.ListenAndServe(*debugAddr, nil)
