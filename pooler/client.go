@@ -65,36 +65,54 @@ type client struct {
 	br     *bufio.Reader // pooled; nil while idle
 	mode   poolMode
 	track  bool // rename protocol-level prepared statements
-	pool   *pool
-	user   string
-	db     string
-	pid    uint32
-	secret uint32
-	stats  *poolStats
-	since  time.Time
-	state  atomic.Int32
+	// pumping is set once answers from the attached server are being
+	// pumped (inline or by its goroutine).
+	pumping bool
+	deep    atomic.Bool
+	reap    atomic.Bool
+	state   atomic.Int32
+	pool    *pool
+	user    string
+	db      string
+	pid     uint32
+	secret  uint32
+	stats   *poolStats
+	since   time.Time
 	// Statements the client prepared, by its own name.
 	stmts map[string]*stmtDef
 	// batch is the server this goroutine holds while writing a batch;
-	// batchBytes counts what it wrote; pumping is set once answers from
-	// the attached server are being pumped (inline or by its goroutine).
+	// batchBytes counts what it wrote.
 	batch      *server
 	batchBytes int
-	pumping    bool
 	wake       chan struct{}
 	timer      *time.Timer
 	// deep is set after a batch; reap asks the idle read to return so
 	// the session continues on a fresh goroutine; activeTick is the
 	// maintenance tick of the last batch.
 	idleStart  time.Time
-	deep       atomic.Bool
-	reap       atomic.Bool
 	activeTick atomic.Int64
 
 	mu      sync.Mutex
 	srv     *server
 	leaving bool
-	tracked [nTracked]string
+	// tracked is shared by clients with the same settings (see
+	// internTracked): never written through, replaced (setTracked).
+	tracked *[nTracked]string
+}
+
+// noTracked is the settings of a client before login.
+var noTracked [nTracked]string
+
+// setTracked changes one of the client's settings; c.mu held. The array
+// may be shared, so a change copies it (SET is rare; an unchanged value,
+// the common ParameterStatus, costs nothing).
+func (c *client) setTracked(i int, v string) {
+	if c.tracked[i] == v {
+		return
+	}
+	t := *c.tracked
+	t[i] = v
+	c.tracked = &t
 }
 
 // serve runs the message loop after a successful login.

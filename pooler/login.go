@@ -293,11 +293,15 @@ func (c *client) login(readOnly bool) (bool, error) {
 	c.pool, c.stats = pl, &pl.stats
 	c.mode = parseMode(c.p.cfg.PoolMode)
 	c.track = c.mode != modeSession && c.p.cfg.MaxPreparedStatements > 0
+	var tracked [nTracked]string // this client's until interned below
 	for k, v := range params {
 		if i := trackedIndex(k); i >= 0 {
-			c.tracked[i] = v
+			tracked[i] = v
 		}
 	}
+	c.mu.Lock()
+	c.tracked = &tracked
+	c.mu.Unlock()
 	sp, err := pl.greeting(c)
 	if err != nil {
 		var se *serverError
@@ -310,14 +314,19 @@ func (c *client) login(readOnly bool) (bool, error) {
 	m.begin('R').i32(0).end()
 	for k, v := range sp {
 		if i := trackedIndex(k); i >= 0 {
+			c.mu.Lock()
 			if c.tracked[i] == "" {
-				c.tracked[i] = v
+				c.setTracked(i, v)
 			} else {
 				v = c.tracked[i]
 			}
+			c.mu.Unlock()
 		}
 		m.paramStatus(k, v)
 	}
+	c.mu.Lock()
+	c.tracked = pl.internTracked(c.tracked)
+	c.mu.Unlock()
 	c.pid, c.secret = c.p.registerCancel(c)
 	m.begin('K').i32(int32(c.pid)).i32(int32(c.secret)).end()
 	m.readyForQuery('I')
@@ -332,7 +341,7 @@ func (c *client) login(readOnly bool) (bool, error) {
 // It returns the client ready for its session, or nil after closing it
 // (failed login, cancel request, console session).
 func (p *Pooler) handleLogin(conn net.Conn, readOnly bool) *client {
-	c := &client{p: p, id: p.nextID.Add(1), conn: conn, since: time.Now()}
+	c := &client{p: p, id: p.nextID.Add(1), conn: conn, since: time.Now(), tracked: &noTracked}
 	p.nclients.Add(1)
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)

@@ -50,6 +50,20 @@ type pool struct {
 	lastErr  error
 	nclients atomic.Int64
 	stats    poolStats
+	// tracked is the settings of the pool's last client with new ones;
+	// clients with the same settings share it (8 bytes each instead of
+	// their own array and strings).
+	tracked atomic.Pointer[[nTracked]string]
+}
+
+// internTracked returns a shared array equal to t, or t, which becomes the
+// shared one. Nobody may write to t afterwards (see setTracked).
+func (pl *pool) internTracked(t *[nTracked]string) *[nTracked]string {
+	if sh := pl.tracked.Load(); sh != nil && *sh == *t {
+		return sh
+	}
+	pl.tracked.Store(t)
+	return t
 }
 
 func (pl *pool) secret() secret {

@@ -204,7 +204,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			c.mu.Lock()
 			if i := trackedIndex(k); i >= 0 {
 				s.tracked[i] = v
-				c.tracked[i] = v
+				c.setTracked(i, v)
 			}
 			swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
 			c.mu.Unlock()
