@@ -199,7 +199,7 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 					tested++
 				}
 			}
-			rs.add(pl.key.db, pl.key.user, cl-waiting, waiting, 0, 0, active, 0, 0, idle, 0, tested, login, 0, 0, mode)
+			rs.add(pl.key.name(), pl.key.user, cl-waiting, waiting, 0, 0, active, 0, 0, idle, 0, tested, login, 0, 0, mode)
 		}
 	case "CLIENTS":
 		rs.cols = cols("type user database state addr port:i local_addr local_port:i connect_time request_time wait:i wait_us:i close_needed:i ptr link remote_pid:i tls application_name prepared_statements:i")
@@ -229,7 +229,7 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 				if c := s.client.Load(); c != nil {
 					link = fmt.Sprintf("%p", c)
 				}
-				rs.add("S", pl.key.user, pl.key.db, state, host, port, lhost, lport, s.createdAt.Format(time.DateTime),
+				rs.add("S", pl.key.user, pl.key.name(), state, host, port, lhost, lport, s.createdAt.Format(time.DateTime),
 					s.lastUsed.Format(time.DateTime), 0, 0, 0, fmt.Sprintf("%p", s), link, int64(s.pid), "", "", 0)
 			}
 		}
@@ -238,11 +238,11 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 		byDB := map[string]*[4]int64{}
 		var order []string
 		for _, pl := range pools {
-			t := byDB[pl.key.db]
+			t := byDB[pl.key.name()]
 			if t == nil {
 				t = &[4]int64{}
-				byDB[pl.key.db] = t
-				order = append(order, pl.key.db)
+				byDB[pl.key.name()] = t
+				order = append(order, pl.key.name())
 			}
 			t[0] += pl.stats.xact.Load()
 			t[1] += pl.stats.query.Load()
@@ -254,7 +254,7 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 			t := byDB[db]
 			var wait int64
 			for _, pl := range pools {
-				if pl.key.db == db {
+				if pl.key.name() == db {
 					wait += pl.stats.waitNanos.Load() / 1000
 				}
 			}
@@ -268,11 +268,15 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 		}
 		seen := map[string]bool{}
 		for _, pl := range pools {
-			if seen[pl.key.db] {
+			if seen[pl.key.name()] {
 				continue
 			}
-			seen[pl.key.db] = true
-			rs.add(pl.key.db, host, port, pl.key.db, "", p.cfg.DefaultPoolSize, p.cfg.MinPoolSize, p.cfg.ReservePoolSize,
+			seen[pl.key.name()] = true
+			h, pt := host, port
+			if pl.key.readOnly {
+				h, pt = "", 0 // spread over the replicas
+			}
+			rs.add(pl.key.name(), h, pt, pl.key.db, "", p.cfg.DefaultPoolSize, p.cfg.MinPoolSize, p.cfg.ReservePoolSize,
 				mode, p.cfg.MaxDBConnections, p.serverCount(pl.key.db), p.paused.Load(), 0)
 		}
 		rs.add("pgbouncer", "", port, "pgbouncer", "pgbouncer", 2, 0, 0, "statement", 0, 0, 0, 0)

@@ -15,6 +15,17 @@ type poolKey struct {
 	readOnly bool
 }
 
+// name is the pool's database as the admin console shows it: the
+// read-only port's pools get a "_ro" suffix, so that the rows of SHOW
+// POOLS, STATS and DATABASES stay unique per (database, user), as
+// pgbouncer_exporter needs.
+func (k poolKey) name() string {
+	if k.readOnly {
+		return k.db + "_ro"
+	}
+	return k.db
+}
+
 // poolStats are the counters behind SHOW STATS and the metrics.
 type poolStats struct {
 	xact, query          atomic.Int64
