@@ -192,12 +192,7 @@ func (s *server) login(user, db string, sec secret) error {
 				return err
 			}
 		case 'S':
-			k, rest, _ := cstring(b)
-			v, _, _ := cstring(rest)
-			s.params[k] = v
-			if i := trackedIndex(k); i >= 0 {
-				s.tracked[i] = v
-			}
+			s.noteParameter(b)
 		case 'K':
 			if len(b) >= 8 {
 				s.pid, s.secret = binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])
@@ -315,12 +310,7 @@ func (s *server) simpleQuery(sql string, timeout time.Duration) ([][]*string, er
 		case 'E':
 			qerr = parseErrorFields(b)
 		case 'S':
-			k, rest, _ := cstring(b)
-			v, _, _ := cstring(rest)
-			s.params[k] = v
-			if i := trackedIndex(k); i >= 0 {
-				s.tracked[i] = v
-			}
+			s.noteParameter(b)
 		case 'Z':
 			if len(b) == 1 {
 				s.status = b[0]
@@ -394,4 +384,15 @@ func (s *server) peek(fd uintptr) bool {
 		s.peekDead = true // data while idle, EOF or an error
 	}
 	return true
+}
+
+// noteParameter records a ParameterStatus body (name\0value\0) the
+// server sent outside the forwarding path (login, internal queries).
+func (s *server) noteParameter(b []byte) {
+	k, rest, _ := cstring(b)
+	v, _, _ := cstring(rest)
+	s.params[k] = v
+	if i := trackedIndex(k); i >= 0 {
+		s.tracked[i] = v
+	}
 }
