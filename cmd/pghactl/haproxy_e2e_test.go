@@ -18,70 +18,10 @@ import (
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/daemon"
+	"github.com/pgha/pgha/internal/daemon/daemontest"
 	"github.com/pgha/pgha/internal/pgtest"
 	"github.com/pgha/pgha/restapi/haproxytest"
 )
-
-// e2eNode is one pgha node run in-process: the daemon with its REST API,
-// wired by daemon.AddComponents as `pgha run` wires it.
-type e2eNode struct {
-	t      *testing.T
-	name   string
-	cfg    config.Config
-	pg     *pgtest.Node
-	d      *daemon.Daemon
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func (n *e2eNode) start() {
-	n.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log := pgtest.Logger(n.t).With("daemon", n.name)
-	d, err := daemon.New(ctx, n.cfg, log)
-	if err != nil {
-		cancel()
-		n.t.Fatalf("daemon %s: %v", n.name, err)
-	}
-	// The production wiring (REST API; the pooler is disabled here).
-	if err := d.AddComponents(""); err != nil {
-		cancel()
-		n.t.Fatalf("daemon %s: components: %v", n.name, err)
-	}
-	n.d, n.cancel, n.done = d, cancel, make(chan error, 1)
-	go func() { n.done <- d.Run(ctx) }()
-}
-
-// stop stops the daemon cleanly (bounded).
-func (n *e2eNode) stop() {
-	if n.d == nil {
-		return
-	}
-	n.cancel()
-	select {
-	case <-n.done:
-	case <-time.After(90 * time.Second):
-		n.t.Errorf("daemon %s did not stop within 90s", n.name)
-	}
-	n.d = nil
-}
-
-// kill9 is kill -9 of the node: the daemon (and its REST API) stops dead
-// and its Postgres gets SIGKILL.
-func (n *e2eNode) kill9() {
-	n.t.Helper()
-	n.d.Kill()
-	n.cancel()
-	select {
-	case <-n.done:
-	case <-time.After(30 * time.Second):
-		n.t.Fatalf("daemon %s did not die", n.name)
-	}
-	n.d = nil
-	if err := n.pg.Instance.Kill(); err != nil {
-		n.t.Fatal(err)
-	}
-}
 
 // connect opens a superuser connection to addr with a short timeout.
 func connect(ctx context.Context, addr string) (*pgx.Conn, error) {
@@ -127,59 +67,26 @@ func writeThrough(addr, tag string) (int, error) {
 // follows the new one without pg_rewind or a re-clone.
 func TestHAProxyE2E(t *testing.T) {
 	pgtest.RequireUser(t)
-	endpoints := pgtest.StartEtcd(t)
-	var nodes []*e2eNode
-	var hn []haproxytest.Node
-	for i := 1; i <= 3; i++ {
-		name := fmt.Sprintf("node%d", i)
-		c := config.Default()
-		c.Scope, c.Name, c.Etcd.Endpoints = "hap", name, endpoints
-		c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
-		c.RESTAPI.ConnectAddress = c.RESTAPI.Listen
-		c.PostgreSQL = pgtest.Config(t, name)
+	tc := daemontest.New(t, 3, daemontest.Options{Edit: func(_ int, c *config.Config) {
 		// HAProxy fronts Postgres directly; the default pooler port would
 		// also collide between the nodes.
 		c.Pooler.Enabled = false
-		d := config.DefaultDynamic()
-		d.TTL, d.LoopWait, d.RetryTimeout = config.Duration(6*time.Second), config.Duration(time.Second), config.Duration(2*time.Second)
-		c.Bootstrap.DCS = d
-		n := &e2eNode{t: t, name: name, cfg: c, pg: pgtest.NewNodeFromConfig(t, name, c.PostgreSQL)}
-		nodes = append(nodes, n)
-		t.Cleanup(n.stop)
-		_, rp, _ := net.SplitHostPort(c.RESTAPI.Listen)
-		restPort, _ := strconv.Atoi(rp)
-		hn = append(hn, haproxytest.Node{Name: name, PGPort: n.pg.Port, RESTPort: restPort})
-	}
+	}})
+	endpoints, nodes := tc.Endpoints, tc.Nodes
+	var hn []haproxytest.Node
 	byPort := map[int]string{}
 	for _, n := range nodes {
-		byPort[n.pg.Port] = n.name
+		_, rp, _ := net.SplitHostPort(n.Config.RESTAPI.Listen)
+		restPort, _ := strconv.Atoi(rp)
+		hn = append(hn, haproxytest.Node{Name: n.Name, PGPort: n.PG.Port, RESTPort: restPort})
+		byPort[n.PG.Port] = n.Name
 	}
-	view := func() cluster.View {
-		for _, n := range nodes {
-			if n.d != nil {
-				if v, ok := n.d.View(); ok {
-					return v
-				}
-			}
-		}
-		return cluster.View{}
-	}
-	waitFor := func(timeout time.Duration, what string, cond func() string) time.Duration {
-		t.Helper()
-		start := time.Now()
-		last := ""
-		for time.Since(start) < timeout {
-			if last = cond(); last == "" {
-				return time.Since(start)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Fatalf("%s: not reached after %s: %s", what, timeout, last)
-		return 0
-	}
+	// The production wiring of `pgha run` (REST API; the pooler is off).
+	wire := func(d *daemon.Daemon) error { return d.AddComponents("") }
+	waitFor := tc.WaitFor
 	healthy := func(leader string, members ...string) func() string {
 		return func() string {
-			v := view()
+			v := tc.View()
 			if v.Leader != leader {
 				return "leader is " + v.Leader
 			}
@@ -198,10 +105,10 @@ func TestHAProxyE2E(t *testing.T) {
 		}
 	}
 
-	nodes[0].start()
+	nodes[0].Start(wire)
 	waitFor(2*time.Minute, "node1 bootstraps", healthy("node1", "node1"))
-	nodes[1].start()
-	nodes[2].start()
+	nodes[1].Start(wire)
+	nodes[2].Start(wire)
 	waitFor(3*time.Minute, "replicas stream", healthy("node1", "node1", "node2", "node3"))
 
 	h := haproxytest.Start(t, hn)
@@ -283,7 +190,7 @@ func TestHAProxyE2E(t *testing.T) {
 	onlyReplicas("reads through the replica port", "node2", "node3")
 
 	// A file pg_rewind or a re-clone would remove from node1's data dir.
-	marker := filepath.Join(nodes[0].pg.DataDir, "pgha_e2e_marker")
+	marker := filepath.Join(nodes[0].PG.DataDir, "pgha_e2e_marker")
 	if err := os.WriteFile(marker, []byte("stays unless rewound or recloned\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +228,7 @@ func TestHAProxyE2E(t *testing.T) {
 	app.Reader = strings.NewReader("")
 	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 	start := time.Now()
-	err = app.RunContext(ctx, []string{"pghactl", "-d", endpoints[0], "--scope", "hap", "switchover", "--candidate", "node2", "--force"})
+	err = app.RunContext(ctx, []string{"pghactl", "-d", endpoints[0], "--scope", daemontest.Scope, "switchover", "--candidate", "node2", "--force"})
 	cancel()
 	if err != nil {
 		t.Fatalf("pghactl switchover: %v\n%s", err, out.String())
@@ -349,7 +256,7 @@ func TestHAProxyE2E(t *testing.T) {
 		app.Writer, app.ErrWriter, app.Reader = &out, &out, strings.NewReader("")
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := app.RunContext(ctx, append([]string{"pghactl", "-d", endpoints[0], "--scope", "hap"}, args...)); err != nil {
+		if err := app.RunContext(ctx, append([]string{"pghactl", "-d", endpoints[0], "--scope", daemontest.Scope}, args...)); err != nil {
 			t.Fatalf("pghactl %v: %v\n%s", args, err, out.String())
 		}
 		return out.String()
@@ -415,7 +322,7 @@ func TestHAProxyE2E(t *testing.T) {
 
 	// kill -9 of the primary node.
 	start = time.Now()
-	nodes[1].kill9()
+	nodes[1].Kill9()
 	var newLeader string
 	waitFor(90*time.Second, "writes resume after kill -9 of node2", func() string {
 		port, err := writeThrough(addrP, "after-kill")
