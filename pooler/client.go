@@ -268,7 +268,7 @@ func (p *Pooler) reapIdle(tick int64) int {
 			continue
 		}
 		switch c.conn.(type) {
-		case *net.TCPConn, *net.UnixConn:
+		case *net.TCPConn, *net.UnixConn, *rawConn:
 		default:
 			continue
 		}

@@ -45,7 +45,7 @@ func (c *client) readStartup() (map[string]string, error) {
 			if _, err := c.conn.Write([]byte{'S'}); err != nil {
 				return nil, err
 			}
-			tc := tls.Server(c.conn, c.p.tls)
+			tc := tls.Server(plainConn(c.conn), c.p.tls)
 			if err := tc.Handshake(); err != nil {
 				return nil, fmt.Errorf("pooler: TLS handshake with client: %w", err)
 			}
@@ -341,11 +341,12 @@ func (c *client) login(readOnly bool) (bool, error) {
 // It returns the client ready for its session, or nil after closing it
 // (failed login, cancel request, console session).
 func (p *Pooler) handleLogin(conn net.Conn, readOnly bool) *client {
-	c := &client{p: p, id: p.nextID.Add(1), conn: conn, since: time.Now(), tracked: &noTracked}
-	p.nclients.Add(1)
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	conn = fastConn(conn)
+	c := &client{p: p, id: p.nextID.Add(1), conn: conn, since: time.Now(), tracked: &noTracked}
+	p.nclients.Add(1)
 	ok, err := c.login(readOnly)
 	if err == nil && ok && c.pool != nil {
 		return c

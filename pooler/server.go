@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // maxServerMsg bounds a message from Postgres on the cold paths (login,
@@ -108,6 +109,7 @@ func (p *Pooler) dialServer(ctx context.Context, pl *pool, addr string) (*server
 	if sc, ok := conn.(syscall.Conn); ok {
 		raw, _ = sc.SyscallConn()
 	}
+	conn = fastConn(conn)
 	s := &server{
 		raw: raw,
 		id:  p.nextID.Add(1), pool: pl, conn: conn, addr: addr,
@@ -376,11 +378,10 @@ func (s *server) alive() bool {
 }
 
 func (s *server) peek(fd uintptr) bool {
+	// A raw call, as in rawConn: it never blocks (MSG_DONTWAIT).
 	var b [1]byte
-	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	switch {
-	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-	case err != nil, n >= 0:
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if e != syscall.EAGAIN {
 		s.peekDead = true // data while idle, EOF or an error
 	}
 	return true

@@ -1,0 +1,110 @@
+package pooler
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// rawConn carries a plain TCP or Unix connection's reads and writes as
+// raw system calls on its non-blocking socket, through the connection's
+// syscall.RawConn: still waiting in Go's poller when the socket is not
+// ready (so deadlines and Close work as before), but without telling the
+// scheduler that a system call is under way. A send or receive on a
+// non-blocking socket never sleeps, and the bookkeeping it saves
+// (entering and leaving the syscall state, and the scheduler's monitor
+// taking the processor away from a "slow" send and waking another thread
+// to run it) was the largest part of the pooler's own cost per
+// transaction. TLS connections keep the standard path.
+type rawConn struct {
+	net.Conn
+	rc syscall.RawConn
+}
+
+// fastConn returns c wrapped in a rawConn when it is a plain TCP or Unix
+// connection, else c.
+func fastConn(c net.Conn) net.Conn {
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return c
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	return &rawConn{Conn: c, rc: rc}
+}
+
+// plainConn returns the connection under a rawConn.
+func plainConn(c net.Conn) net.Conn {
+	if r, ok := c.(*rawConn); ok {
+		return r.Conn
+	}
+	return c
+}
+
+func (c *rawConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // wait in the poller
+			}
+			n, errno = int(r), e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *rawConn) Write(p []byte) (int, error) {
+	var n int
+	var errno syscall.Errno
+	err := c.rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			// MSG_NOSIGNAL: a peer that went away is an EPIPE error, not a signal.
+			r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n), syscall.MSG_NOSIGNAL, 0, 0)
+			switch e {
+			case 0:
+				n += int(r)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // socket buffer full: wait in the poller
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return n, err
+	case errno != 0:
+		return n, &net.OpError{Op: "write", Net: c.LocalAddr().Network(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+	}
+	return n, nil
+}
