@@ -85,7 +85,9 @@ type client struct {
 	batch      *server
 	batchBytes int
 	wake       chan struct{}
-	timer      *time.Timer
+	// handed is a server a release gave this waiting client (pool.mu).
+	handed *server
+	timer  *time.Timer
 	// deep is set after a batch; reap asks the idle read to return so
 	// the session continues on a fresh goroutine; activeTick is the
 	// maintenance tick of the last batch.

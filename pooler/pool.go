@@ -165,23 +165,36 @@ func (pl *pool) acquire(c *client) (*server, error) {
 		pl.waiters = append(pl.waiters, c)
 		pl.mu.Unlock()
 		waited = true
-		if !c.sleep(deadline, reserveAt) {
-			pl.mu.Lock()
-			removed := pl.removeWaiter(c)
-			if !removed {
-				// We were woken as we timed out: pass the wake-up on.
-				pl.wakeOne()
-			}
-			lastErr := pl.lastErr
+		woken := c.sleep(deadline, reserveAt)
+		pl.mu.Lock()
+		if s := c.handed; s != nil {
+			// A release handed its server straight to us.
+			c.handed = nil
 			pl.mu.Unlock()
-			if deadline.IsZero() || time.Now().Before(deadline) {
-				continue // reserve_pool_timeout reached: retry with the reserve
+			if pl.fresh(s) {
+				return s, nil
 			}
-			if lastErr != nil && pl.total == 0 {
-				return nil, fmt.Errorf("%w (last server error: %v)", ErrQueryWaitTimeout, lastErr)
-			}
-			return nil, ErrQueryWaitTimeout
+			s.close()
+			continue
 		}
+		if woken {
+			pl.mu.Unlock()
+			continue
+		}
+		removed := pl.removeWaiter(c)
+		if !removed {
+			// We were woken as we timed out: pass the wake-up on.
+			pl.wakeOne()
+		}
+		lastErr := pl.lastErr
+		pl.mu.Unlock()
+		if deadline.IsZero() || time.Now().Before(deadline) {
+			continue // reserve_pool_timeout reached: retry with the reserve
+		}
+		if lastErr != nil && pl.total == 0 {
+			return nil, fmt.Errorf("%w (last server error: %v)", ErrQueryWaitTimeout, lastErr)
+		}
+		return nil, ErrQueryWaitTimeout
 	}
 }
 
@@ -266,15 +279,20 @@ func (pl *pool) removeWaiter(c *client) bool {
 	return false
 }
 
+// popWaiter removes the first waiter; pl.mu held.
+func (pl *pool) popWaiter() {
+	copy(pl.waiters, pl.waiters[1:])
+	pl.waiters[len(pl.waiters)-1] = nil
+	pl.waiters = pl.waiters[:len(pl.waiters)-1]
+}
+
 // wakeOne signals the first waiter; pl.mu held.
 func (pl *pool) wakeOne() {
 	if len(pl.waiters) == 0 {
 		return
 	}
 	c := pl.waiters[0]
-	copy(pl.waiters, pl.waiters[1:])
-	pl.waiters[len(pl.waiters)-1] = nil
-	pl.waiters = pl.waiters[:len(pl.waiters)-1]
+	pl.popWaiter()
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -366,10 +384,29 @@ func (pl *pool) release(s *server, clean bool) {
 		s.close()
 		return
 	}
+	if len(pl.waiters) > 0 && !pl.p.paused.Load() {
+		// Hand the server to the first waiter: it needs no second trip
+		// through the idle list, and no liveness peek (it answered just now).
+		w := pl.waiters[0]
+		pl.popWaiter()
+		w.handed = s
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+		pl.mu.Unlock()
+		return
+	}
 	pl.idle = append(pl.idle, s)
 	pl.wakeOne()
 	pl.mu.Unlock()
 	pl.p.idleChanged()
+}
+
+// fresh is usable's check for a server handed over by release moments
+// ago: only what may have changed since (RECONNECT, a routing change).
+func (pl *pool) fresh(s *server) bool {
+	return !s.closed.Load() && !s.closeNeeded.Load() && pl.p.targetOK(pl.key.readOnly, s.addr)
 }
 
 // forget removes a closed server and lets a waiter open a new one.

@@ -1,6 +1,7 @@
 package pooler
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -315,7 +316,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 				// DEALLOCATE ALL / DISCARD ALL drop every statement on
 				// this server, the pooler's included.
 				if b, err := br.Peek(5 + n); err == nil {
-					if tag := string(b[5:]); strings.HasPrefix(tag, "DEALLOCATE ALL") || strings.HasPrefix(tag, "DISCARD ALL") {
+					if tag := b[5:]; bytes.HasPrefix(tag, []byte("DEALLOCATE ALL")) || bytes.HasPrefix(tag, []byte("DISCARD ALL")) {
 						clear(s.prepared)
 					}
 				}
