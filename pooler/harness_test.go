@@ -45,6 +45,7 @@ func newPG(t *testing.T) *testPG {
 	cfg.PgHBA = []string{"host all all 127.0.0.1/32 md5"}
 	cfg.Parameters["max_connections"] = "120"
 	n := pgtest.NewNodeFromConfig(t, "poolpg", cfg)
+	n.Instance.AllowLocalPasswords() // for testServerSocket
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := n.Instance.Init(ctx); err != nil {

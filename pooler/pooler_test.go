@@ -44,6 +44,50 @@ func TestPooler(t *testing.T) {
 	t.Run("EvictionAndReserve", func(t *testing.T) { testEvictionAndReserve(t, pg) })
 	t.Run("DeadIdleServer", func(t *testing.T) { testDeadIdleServer(t, pg) })
 	t.Run("PrimaryChange", func(t *testing.T) { testPrimaryChange(t, pg) })
+	t.Run("ServerSocket", func(t *testing.T) { testServerSocket(t, pg) })
+}
+
+// testServerSocket: a Router may name Postgres by its Unix socket path
+// (pooler.local_unix_socket); server logins (SCRAM by the client's proof,
+// md5) and queries go over the socket, and SHOW SERVERS says "unix".
+func testServerSocket(t *testing.T, pg *testPG) {
+	p := startPoolerRouted(t, pg, NewStaticRouter(pg.node.Instance.SocketPath()), nil)
+	ctx := tctx(t)
+	for _, u := range []struct{ user, pass string }{{scramUser, scramPass}, {md5User, md5Pass}} {
+		c := connect(t, poolerDSN(p, u.user, u.pass, "postgres"))
+		var local bool
+		if err := c.QueryRow(ctx, "SELECT client_addr IS NULL FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&local); err != nil {
+			t.Fatalf("%s: %v", u.user, err)
+		}
+		if !local {
+			t.Fatalf("%s: the server connection is not on the Unix socket", u.user)
+		}
+	}
+	admin := connect(t, poolerDSN(p, "admin", "adminpw", "pgbouncer"))
+	rows, err := admin.Query(ctx, "SHOW SERVERS", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, f := range rows.FieldDescriptions() {
+			if f.Name == "addr" {
+				addrs = append(addrs, fmt.Sprint(vals[i]))
+			}
+		}
+	}
+	if rows.Err() != nil || len(addrs) == 0 {
+		t.Fatalf("SHOW SERVERS: %v, addrs %v", rows.Err(), addrs)
+	}
+	for _, a := range addrs {
+		if a != "unix" {
+			t.Fatalf("SHOW SERVERS addr %q, want unix", a)
+		}
+	}
 }
 
 func testBasic(t *testing.T, p *Pooler) {

@@ -92,13 +92,22 @@ const (
 	srvLogin
 )
 
+// serverNetwork is "unix" for a target that is a socket path (a Router
+// names the local Postgres that way, see pooler.local_unix_socket), else "tcp".
+func serverNetwork(addr string) string {
+	if strings.HasPrefix(addr, "/") {
+		return "unix"
+	}
+	return "tcp"
+}
+
 // dialServer connects and logs in to addr as user on db.
 func (p *Pooler) dialServer(ctx context.Context, pl *pool, addr string) (*server, error) {
 	timeout := p.cfg.ServerConnectTimeout.D()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, serverNetwork(addr), addr)
 	if err != nil {
 		return nil, fmt.Errorf("pooler: connect to %s: %w", addr, err)
 	}
@@ -337,7 +346,7 @@ func (s *server) close() {
 
 // sendCancel asks Postgres to cancel what this server connection runs.
 func (s *server) sendCancel() {
-	conn, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+	conn, err := net.DialTimeout(serverNetwork(s.addr), s.addr, 5*time.Second)
 	if err != nil {
 		return
 	}

@@ -170,13 +170,18 @@ func (in *Instance) stripAutoConf(dir string) error {
 	return in.writeFile(path, []byte(strings.Join(out, "\n")), 0o600)
 }
 
-// writeHBA writes pg_hba.conf: peer for os_user on the socket, scram on
-// loopback for the roles pgha uses, then postgresql.pg_hba verbatim.
+// writeHBA writes pg_hba.conf: peer for os_user on the socket (and
+// passwords for every role there when the pooler uses the socket), scram
+// on loopback for the roles pgha uses, then postgresql.pg_hba verbatim.
 func (in *Instance) writeHBA(dir string) error {
 	a := in.cfg.Authentication
 	var b strings.Builder
 	b.WriteString("# Written by pgha: edits are overwritten. Set postgresql.pg_hba instead.\n")
 	fmt.Fprintf(&b, "local all %s peer\n", hbaName(in.user.name))
+	if in.localPasswords.Load() {
+		// The pooler's server connections over the socket (pooler.local_unix_socket).
+		b.WriteString("local all all md5\n")
+	}
 	for _, n := range []string{"127.0.0.1/32", "::1/128"} {
 		fmt.Fprintf(&b, "host all %s %s scram-sha-256\n", hbaName(a.Superuser.Username), n)
 		if a.Replication.Username != "" {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,18 @@ type Instance struct {
 	port    int
 	listen  string // listen_addresses value
 	timeout time.Duration
+	// localPasswords adds "local all all md5" to pg_hba.conf.
+	localPasswords atomic.Bool
+}
+
+// AllowLocalPasswords makes pg_hba.conf (written at the next start or
+// reload) accept password logins of every role on the Unix socket, for
+// the pooler's server connections (pooler.local_unix_socket).
+func (in *Instance) AllowLocalPasswords() { in.localPasswords.Store(true) }
+
+// SocketPath is the Unix socket Postgres listens on (in RunDir).
+func (in *Instance) SocketPath() string {
+	return filepath.Join(in.RunDir(), ".s.PGSQL."+strconv.Itoa(in.port))
 }
 
 // New checks the environment (Postgres programs in bin_dir, os_user exists

@@ -196,6 +196,10 @@ func (in *Instance) Start(ctx context.Context) error {
 	if err := in.prepareRunDir(); err != nil {
 		return err
 	}
+	// pg_hba.conf follows the configuration at every start.
+	if err := in.writeHBA(dir); err != nil {
+		return err
+	}
 	if err := in.clearStaleLock(ctx); err != nil {
 		return err
 	}

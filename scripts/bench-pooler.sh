@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench-pooler.sh: pgbench -S through nothing / PgBouncer / pgha's pooler,
-# same settings (transaction mode, pool 20, md5 auth), then RSS per idle
-# client for both poolers. Run as root from the repository root:
+# same settings (transaction mode, pool 20, md5 auth, TCP to Postgres), then RSS per idle
+# client for both poolers; then the same with both poolers reaching Postgres
+# over its Unix socket (pgha does that for its own node by default).
+# Run as root from the repository root:
 #   scripts/bench-pooler.sh            # DUR=5 seconds per run, REPS=3, IDLE=10000
 #   DUR=10 REPS=1 IDLE=2000 SETTLE=8 scripts/bench-pooler.sh
 # Needs postgresql-15, pgbouncer and pgbench (scripts/install-deps.sh).
@@ -13,6 +15,8 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PGPORT=${PGPORT:-25432}
 BOUNCER_PORT=${BOUNCER_PORT:-26432}
 PGHA_PORT=${PGHA_PORT:-27432}
+BOUNCER_UNIX_PORT=$((BOUNCER_PORT + 1))
+PGHA_UNIX_PORT=$((PGHA_PORT + 1))
 PASS=benchpw
 
 [ "$(id -u)" = 0 ] || { echo "run as root (Postgres and PgBouncer run as the postgres user)" >&2; exit 2; }
@@ -25,7 +29,7 @@ chown postgres "$WORK"
 chmod 755 "$WORK"
 PIDS=()
 cleanup() {
-	[ -f "$WORK/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
+	for f in "$WORK"/pgbouncer*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	sleep 0.5
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -75,15 +79,24 @@ log_disconnections = 0
 pidfile = $WORK/pgbouncer.pid
 INI
 chown postgres "$WORK/pgbouncer.ini"
-echo "== starting PgBouncer on $BOUNCER_PORT and pgha's pooler on $PGHA_PORT"
-runuser -u postgres -- bash -c "ulimit -n \$(ulimit -Hn); exec /usr/sbin/pgbouncer -q $WORK/pgbouncer.ini" 2>>"$WORK/pgbouncer.stderr" &
-PIDS+=($!)
-disown $! 2>/dev/null || true
+# The same PgBouncer, reaching Postgres through its Unix socket.
+sed -e "s#host=127.0.0.1 port=$PGPORT#host=$WORK port=$PGPORT#" -e "s#listen_port = $BOUNCER_PORT#listen_port = $BOUNCER_UNIX_PORT#" \
+	-e "s#pgbouncer\.\(log\|pid\)#pgbouncer-unix.\1#" "$WORK/pgbouncer.ini" >"$WORK/pgbouncer-unix.ini"
+chown postgres "$WORK/pgbouncer-unix.ini"
+echo "== starting PgBouncer on $BOUNCER_PORT (+ $BOUNCER_UNIX_PORT) and pgha's pooler on $PGHA_PORT (+ $PGHA_UNIX_PORT)"
+for ini in pgbouncer pgbouncer-unix; do
+	runuser -u postgres -- bash -c "ulimit -n \$(ulimit -Hn); exec /usr/sbin/pgbouncer -q $WORK/$ini.ini" 2>>"$WORK/$ini.stderr" &
+	PIDS+=($!)
+	disown $! 2>/dev/null || true
+done
 # PGHA_GOMAXPROCS=1 runs the pooler on one core, as PgBouncer does.
-GOMAXPROCS=${PGHA_GOMAXPROCS:-} "$WORK/pgha-pooler-bench" serve -target "127.0.0.1:$PGPORT" -listen "127.0.0.1:$PGHA_PORT" \
-	-auth-file "$WORK/userlist.txt" -auth-type md5 -pool-size 20 -max-client-conn 11000 &
-PIDS+=($!)
-PGHA_PID=$!
+for t in "127.0.0.1:$PGPORT $PGHA_PORT" "$WORK/.s.PGSQL.$PGPORT $PGHA_UNIX_PORT"; do
+	set -- $t
+	GOMAXPROCS=${PGHA_GOMAXPROCS:-} "$WORK/pgha-pooler-bench" serve -target "$1" -listen "127.0.0.1:$2" \
+		-auth-file "$WORK/userlist.txt" -auth-type md5 -pool-size 20 -max-client-conn 11000 &
+	PIDS+=($!)
+	[ "$2" = "$PGHA_PORT" ] && PGHA_PID=$!
+done
 sleep 1
 BOUNCER_PID=$(cat "$WORK/pgbouncer.pid")
 
@@ -102,7 +115,7 @@ ratio() { # a b
 }
 
 # The machine may be shared: each figure is the best of REPS runs, with
-# the three targets interleaved so that load changes hit them alike.
+# the five targets interleaved so that load changes hit them alike.
 REPS=${REPS:-3}
 best() { # current candidate: the higher tps; "failed" only if all failed
 	if [ "$2" = failed ]; then
@@ -113,17 +126,35 @@ best() { # current candidate: the higher tps; "failed" only if all failed
 		echo "$1"
 	fi
 }
-printf '\n%-26s %10s %10s %10s %10s %10s\n' "pgbench -S (best of $REPS)" direct pgbouncer pgha "pgha/bnc" "pgha/dir"
-for run in "1 simple" "50 simple" "50 prepared" "200 extended"; do
+declare -A D B H BU HU
+ROWS=("1 simple" "50 simple" "50 prepared" "200 extended")
+for run in "${ROWS[@]}"; do
 	set -- $run
-	d=0 b=0 h=0
+	d=0 b=0 h=0 bu=0 hu=0
 	for _ in $(seq 1 "$REPS"); do
 		d=$(best "$d" "$(tps "$PGPORT" "$1" "$2")")
 		b=$(best "$b" "$(tps "$BOUNCER_PORT" "$1" "$2")")
 		h=$(best "$h" "$(tps "$PGHA_PORT" "$1" "$2")")
+		bu=$(best "$bu" "$(tps "$BOUNCER_UNIX_PORT" "$1" "$2")")
+		hu=$(best "$hu" "$(tps "$PGHA_UNIX_PORT" "$1" "$2")")
 	done
-	printf '%-26s %10s %10s %10s %10s %10s\n' "c=$1 -M $2" "$d" "$b" "$h" "$(ratio "$h" "$b")" "$(ratio "$h" "$d")"
+	D[$run]=$d B[$run]=$b H[$run]=$h BU[$run]=$bu HU[$run]=$hu
 done
+echo
+echo "Both poolers reach Postgres over TCP 127.0.0.1 (the same settings):"
+printf '%-26s %10s %10s %10s %10s %10s\n' "pgbench -S (best of $REPS)" direct pgbouncer pgha "pgha/bnc" "pgha/dir"
+for run in "${ROWS[@]}"; do
+	set -- $run
+	printf '%-26s %10s %10s %10s %10s %10s\n' "c=$1 -M $2" "${D[$run]}" "${B[$run]}" "${H[$run]}" "$(ratio "${H[$run]}" "${B[$run]}")" "$(ratio "${H[$run]}" "${D[$run]}")"
+done
+echo
+echo "Server leg over Postgres's Unix socket (pgha's default for its own node, pooler.local_unix_socket):"
+printf '%-26s %10s %10s %10s %14s\n' "pgbench -S (best of $REPS)" "bnc-unix" "pgha-unix" "pgha/bnc" "pgha-unix/bnc"
+for run in "${ROWS[@]}"; do
+	set -- $run
+	printf '%-26s %10s %10s %10s %14s\n' "c=$1 -M $2" "${BU[$run]}" "${HU[$run]}" "$(ratio "${HU[$run]}" "${BU[$run]}")" "$(ratio "${HU[$run]}" "${B[$run]}")"
+done
+echo "(pgha/bnc: both over the socket; pgha-unix/bnc: pgha over the socket against PgBouncer over TCP)"
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 idle_rss() { # pid port

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ func (d *Daemon) AddComponents(configPath string) error {
 		return nil
 	}
 	router := &poolerRouter{d: d, kick: make(chan struct{}, 1)}
+	if cfg.Pooler.LocalUnixSocket {
+		router.socket = d.inst.SocketPath()
+		d.inst.AllowLocalPasswords()
+	}
 	p, err := pooler.New(cfg.Pooler, router, d.log)
 	if err != nil {
 		return fmt.Errorf("daemon: pooler: %w", err)
@@ -74,6 +79,9 @@ func (d *Daemon) AddComponents(configPath string) error {
 type poolerRouter struct {
 	d    *Daemon
 	kick chan struct{}
+	// socket, when set, replaces this node's own address in the targets
+	// (pooler.local_unix_socket).
+	socket string
 
 	mu        sync.Mutex
 	fenced    bool
@@ -98,13 +106,42 @@ func (r *poolerRouter) Primary() (string, bool) {
 	if fenced {
 		return "", false
 	}
-	t := TargetsOf(v)
+	t := r.targets(v)
 	return t.Primary, t.Primary != ""
 }
 
 func (r *poolerRouter) Replicas() []string {
 	v, _ := r.d.View()
-	return TargetsOf(v).Replicas
+	return r.targets(v).Replicas
+}
+
+// targets are the view's targets with this node's address replaced by
+// its Unix socket when pooler.local_unix_socket is on.
+func (r *poolerRouter) targets(v cluster.View) Targets {
+	t := TargetsOf(v)
+	if r.socket == "" {
+		return t
+	}
+	self := ""
+	for _, m := range v.Members {
+		if m.Name == r.d.cfg.Name {
+			if up, err := leader.UpstreamFromConnURL(m.Name, m.ConnURL); err == nil {
+				self = net.JoinHostPort(up.Host, fmt.Sprint(up.Port))
+			}
+		}
+	}
+	if self == "" {
+		return t
+	}
+	if t.Primary == self {
+		t.Primary = r.socket
+	}
+	for i, a := range t.Replicas {
+		if a == self {
+			t.Replicas[i] = r.socket
+		}
+	}
+	return t
 }
 
 func (r *poolerRouter) Changed() <-chan struct{} { return r.kick }

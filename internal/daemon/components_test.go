@@ -379,3 +379,43 @@ func TestComponentsSwitchover(t *testing.T) {
 	}
 	t.Errorf("clients got errors across the switchover: %s", strings.Join(bad, "; "))
 }
+
+// TestComponentsLocalSocket: with pooler.local_unix_socket the pooler of
+// the primary's node reaches its own Postgres over the Unix socket, with
+// a password login that pg_hba.conf's added local line allows.
+func TestComponentsLocalSocket(t *testing.T) {
+	pgtest.RequireUser(t)
+	userlist := filepath.Join(t.TempDir(), "userlist.txt")
+	if err := os.WriteFile(userlist, []byte("\"app\" \"app-secret\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc := daemontest.New(t, 1, daemontest.Options{Edit: func(i int, c *config.Config) {
+		p := config.DefaultPooler()
+		p.Enabled = true
+		p.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+		p.AuthType = "scram-sha-256"
+		p.AuthFile = userlist
+		p.LocalUnixSocket = true
+		p.QueryWaitTimeout = config.Duration(30 * time.Second)
+		c.Pooler = p
+	}})
+	wire := func(d *daemon.Daemon) error { return d.AddComponents("") }
+	n := tc.Nodes[0]
+	n.Start(wire)
+	tc.WaitHealthy(2*time.Minute, n.Name)
+	n.PG.Exec(t, "CREATE ROLE app LOGIN PASSWORD 'app-secret'")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var local bool
+	eventually(t, 30*time.Second, "a query through the pooler", func() error {
+		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:app-secret@%s/postgres?sslmode=disable&connect_timeout=5", n.Config.Pooler.Listen))
+		if err != nil {
+			return err
+		}
+		defer c.Close(context.Background())
+		return c.QueryRow(ctx, "SELECT client_addr IS NULL FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&local)
+	})
+	if !local {
+		t.Fatal("the pooler reached its own primary over TCP, want the Unix socket")
+	}
+}
