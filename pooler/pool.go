@@ -244,6 +244,7 @@ func transientLoginError(code string) bool {
 }
 
 func (pl *pool) sleepRetry(deadline time.Time) bool {
+	changed := pl.p.routeWake()
 	d := pl.p.cfg.ServerLoginRetry.D()
 	if d > time.Second {
 		d = time.Second // retry promptly; the primary may just have moved
@@ -262,6 +263,8 @@ func (pl *pool) sleepRetry(deadline time.Time) bool {
 	select {
 	case <-t.C:
 		return true
+	case <-changed:
+		return true // a new primary: try it now
 	case <-pl.p.done:
 		return false
 	}

@@ -55,6 +55,8 @@ type Pooler struct {
 	closing bool
 	cancels map[uint64]*client
 	primary string // the primary the rw pools were built for
+	// routeCh is closed at the next routing change (see routeWake).
+	routeCh chan struct{}
 
 	listeners []net.Listener
 	workers   sync.WaitGroup // server pump goroutines
@@ -286,6 +288,7 @@ func (p *Pooler) maintain(ctx context.Context) {
 		case <-p.router.Changed():
 			p.refreshRoute()
 			p.followPrimary(ctx)
+			p.routeChanged()
 		case <-tick.C:
 			p.refreshRoute()
 			p.releaseStacks(p.reapIdle(p.tick.Add(1)))
@@ -302,6 +305,27 @@ func (p *Pooler) maintain(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// routeWake returns a channel closed at the next routing change: pools
+// retrying a failed server login wait on it as well as on their timer, so
+// they try the new primary at once.
+func (p *Pooler) routeWake() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.routeCh == nil {
+		p.routeCh = make(chan struct{})
+	}
+	return p.routeCh
+}
+
+func (p *Pooler) routeChanged() {
+	p.mu.Lock()
+	if p.routeCh != nil {
+		close(p.routeCh)
+		p.routeCh = nil
+	}
+	p.mu.Unlock()
 }
 
 // followPrimary handles a primary change: pause new transactions, let the

@@ -148,7 +148,7 @@ for run in "${ROWS[@]}"; do
 	printf '%-26s %10s %10s %10s %10s %10s\n' "c=$1 -M $2" "${D[$run]}" "${B[$run]}" "${H[$run]}" "$(ratio "${H[$run]}" "${B[$run]}")" "$(ratio "${H[$run]}" "${D[$run]}")"
 done
 echo
-echo "Server leg over Postgres's Unix socket (pgha's default for its own node, pooler.local_unix_socket):"
+echo "Server leg over Postgres's Unix socket (what pooler.local_unix_socket does for the node's own Postgres):"
 printf '%-26s %10s %10s %10s %14s\n' "pgbench -S (best of $REPS)" "bnc-unix" "pgha-unix" "pgha/bnc" "pgha-unix/bnc"
 for run in "${ROWS[@]}"; do
 	set -- $run
