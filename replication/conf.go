@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,7 +20,7 @@ const (
 )
 
 // parameters returns every server parameter pgha sets; follow, when
-// non-nil, adds primary_conninfo (and primary_slot_name).
+// non-nil, adds primary_conninfo (and primary_slot_name). in.confMu held.
 func (in *Instance) parameters(follow *Primary) map[string]string {
 	p := map[string]string{
 		"wal_level":               "replica",
@@ -31,8 +32,20 @@ func (in *Instance) parameters(follow *Primary) map[string]string {
 		"password_encryption":     "scram-sha-256",
 		"unix_socket_directories": in.RunDir(),
 	}
+	// Cluster-wide parameters from etcd, then the node file's, which win
+	// (as in Patroni). in.confMu is held.
+	for k, v := range in.cluster {
+		p[k] = v
+	}
 	for k, v := range in.cfg.Parameters {
 		p[k] = paramString(v)
+	}
+	// Settings a hot standby needs at least as high as its primary's:
+	// the cluster's value wins over the node file's, as in Patroni.
+	for _, k := range clusterWide {
+		if v, ok := in.cluster[k]; ok {
+			p[k] = v
+		}
 	}
 	// listen decides these; a parameter cannot contradict it.
 	p["listen_addresses"] = in.listen
@@ -100,11 +113,98 @@ func quoteParam(v string) string {
 	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
 }
 
+// clusterWide are the parameters whose cluster value (etcd's config key)
+// overrides the node file's (Patroni's list).
+var clusterWide = []string{"max_connections", "max_locks_per_transaction", "max_worker_processes",
+	"max_prepared_transactions", "wal_level", "track_commit_timestamp", "max_wal_senders", "max_replication_slots"}
+
+// managedParams are set by pgha itself; etcd's parameters cannot set them.
+var managedParams = map[string]bool{"listen_addresses": true, "port": true, "primary_conninfo": true,
+	"primary_slot_name": true, "unix_socket_directories": true}
+
+// SetClusterParameters sets the cluster-wide parameters (etcd's config
+// key, postgresql.parameters) that the next configuration write uses; the
+// node file's postgresql.parameters take precedence, and the settings pgha
+// manages (listen_addresses, port, primary_conninfo, ...) are ignored. It
+// reports the names whose values changed.
+func (in *Instance) SetClusterParameters(params map[string]any) []string {
+	next := make(map[string]string, len(params))
+	for k, v := range params {
+		if !managedParams[k] {
+			next[k] = paramString(v)
+		}
+	}
+	in.confMu.Lock()
+	defer in.confMu.Unlock()
+	var changed []string
+	for k, v := range next {
+		if old, ok := in.cluster[k]; !ok || old != v {
+			changed = append(changed, k)
+		}
+	}
+	for k := range in.cluster {
+		if _, ok := next[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	sort.Strings(changed)
+	in.cluster = next
+	return changed
+}
+
+// ApplyParameters rewrites postgresql.pgha.conf with the current
+// parameters, keeping the replication settings it has, and reloads a
+// running Postgres. Parameters that need a restart then show as
+// pending_restart in Status.
+func (in *Instance) ApplyParameters(ctx context.Context) error {
+	if !in.IsRunning() {
+		return nil // Start writes them
+	}
+	if err := in.writeConfigKeep(in.cfg.DataDir, nil, true); err != nil {
+		return err
+	}
+	return in.Reload(ctx)
+}
+
+// replicationLines returns the primary_conninfo and primary_slot_name
+// lines of dir's postgresql.pgha.conf.
+func (in *Instance) replicationLines(dir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, pghaConf))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replication: read %s: %w", pghaConf, err)
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "primary_conninfo = ") || strings.HasPrefix(l, "primary_slot_name = ") {
+			keep = append(keep, l)
+		}
+	}
+	return keep, nil
+}
+
 // writeConfig writes postgresql.pgha.conf in dir, makes postgresql.conf
 // include it, strips primary_conninfo/primary_slot_name from
 // postgresql.auto.conf (it would override ours) and writes pg_hba.conf.
 func (in *Instance) writeConfig(dir string, follow *Primary) error {
+	return in.writeConfigKeep(dir, follow, false)
+}
+
+// writeConfigKeep is writeConfig; keep carries over the replication
+// settings (primary_conninfo, primary_slot_name) dir's file has.
+func (in *Instance) writeConfigKeep(dir string, follow *Primary, keep bool) error {
+	in.confMu.Lock()
+	defer in.confMu.Unlock()
 	params := in.parameters(follow)
+	var extra []string
+	if keep {
+		var err error
+		if extra, err = in.replicationLines(dir); err != nil {
+			return err
+		}
+	}
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
@@ -114,6 +214,9 @@ func (in *Instance) writeConfig(dir string, follow *Primary) error {
 	b.WriteString("# Written by pgha: edits are overwritten. Set postgresql.parameters instead.\n")
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s = %s\n", k, quoteParam(params[k]))
+	}
+	for _, l := range extra {
+		b.WriteString(l + "\n")
 	}
 	if err := in.writeFile(filepath.Join(dir, pghaConf), b.Bytes(), 0o600); err != nil {
 		return err

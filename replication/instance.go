@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -71,6 +72,11 @@ type Instance struct {
 	timeout time.Duration
 	// localPasswords adds "local all all md5" to pg_hba.conf.
 	localPasswords atomic.Bool
+
+	// confMu serializes writes of the configuration files; cluster holds
+	// the parameters of etcd's config key (SetClusterParameters).
+	confMu  sync.Mutex
+	cluster map[string]string
 }
 
 // AllowLocalPasswords makes pg_hba.conf (written at the next start or

@@ -196,8 +196,9 @@ func (in *Instance) Start(ctx context.Context) error {
 	if err := in.prepareRunDir(); err != nil {
 		return err
 	}
-	// pg_hba.conf follows the configuration at every start.
-	if err := in.writeHBA(dir); err != nil {
+	// The configuration files follow the node file and the cluster's
+	// parameters at every start (replication settings kept).
+	if err := in.writeConfigKeep(dir, nil, true); err != nil {
 		return err
 	}
 	if err := in.clearStaleLock(ctx); err != nil {

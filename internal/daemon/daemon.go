@@ -131,6 +131,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		},
 		Log: log,
 	})
+	d.Add("parameters", d.followParameters)
 	return d, nil
 }
 

@@ -1,0 +1,48 @@
+package daemon
+
+import (
+	"context"
+	"maps"
+	"reflect"
+	"time"
+)
+
+// followParameters applies postgresql.parameters of etcd's config key
+// (pghactl edit-config, PATCH /config) to the local Postgres: it rewrites
+// postgresql.pgha.conf and reloads, once per change. The node file's
+// postgresql.parameters win over the cluster's. Parameters that need a
+// restart show as pending_restart (/patroni, pghactl list) until
+// `pghactl restart --pending` or a restart.
+func (d *Daemon) followParameters(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var applied map[string]any
+	done := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-d.Changed():
+		}
+		v, ok := d.View()
+		if !ok {
+			continue
+		}
+		want := v.Config.PostgreSQL.Parameters
+		if done && reflect.DeepEqual(want, applied) {
+			continue
+		}
+		changed := d.inst.SetClusterParameters(want)
+		if !done || len(changed) > 0 {
+			if err := d.inst.ApplyParameters(ctx); err != nil {
+				d.log.Warn("cannot apply the cluster's postgresql.parameters; retrying", "err", err)
+				continue
+			}
+		}
+		if done && len(changed) > 0 {
+			d.log.Info("applied the cluster's postgresql.parameters (reloaded)", "changed", changed)
+		}
+		applied, done = maps.Clone(want), true
+	}
+}
