@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 	case Keep:
 		if f.ViewOK {
 			l.syncSlots(ctx, f.View, false)
+			l.syncReplication(ctx, f, lease)
 		}
 		return nil
 
@@ -243,6 +245,96 @@ func (l *Loop) syncSlots(ctx context.Context, v cluster.View, now bool) {
 		return
 	}
 	l.slotSet, l.slotSynced = key, time.Now()
+}
+
+// syncReplication manages synchronous replication on the leader when
+// synchronous_mode is on, as Patroni does (one synchronous standby, not
+// strict): it picks the best streaming replica (the current one while it
+// streams), sets synchronous_standby_names, and names the standby in the
+// sync key only once Postgres reports it synchronous. Whenever the
+// standby is to change or has stopped being synchronous, the sync key is
+// first narrowed to no standby (then no replica may take over), so the
+// key never names a member that may lack acknowledged commits. With the
+// mode off it clears both.
+func (l *Loop) syncReplication(ctx context.Context, f Facts, lease clientv3.LeaseID) {
+	v := f.View
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if !v.Config.SynchronousMode {
+		if l.syncOn {
+			if err := l.pg.SetSyncStandby(sctx, nil); err != nil {
+				l.log.Warn("synchronous replication: clear synchronous_standby_names", "err", err)
+				return
+			}
+			l.syncOn = false
+		}
+		if v.Sync != nil {
+			if err := l.store.DeleteSync(sctx, lease); err != nil {
+				l.log.Warn("synchronous replication: delete the sync key", "err", err)
+			}
+		}
+		return
+	}
+	l.syncOn = true
+	current := ""
+	keyOK := v.Sync != nil && v.Sync.Leader == l.opt.Name
+	if keyOK {
+		current = v.Sync.SyncStandby
+	}
+	actual, err := l.pg.SyncStandbys(sctx)
+	if err != nil {
+		l.log.Warn("synchronous replication", "err", err)
+		return
+	}
+	want := pickSyncStandby(v, l.opt.Name, current)
+	write := func(standby string) bool {
+		if err := l.store.WriteSync(sctx, lease, cluster.Sync{Leader: l.opt.Name, SyncStandby: standby}); err != nil {
+			l.log.Warn("synchronous replication: write the sync key", "err", err)
+			return false
+		}
+		keyOK, current = true, standby
+		return true
+	}
+	if current != "" && (current != want || !slices.Contains(actual, current)) {
+		if !write("") {
+			return
+		}
+		l.log.Info("synchronous replication: no confirmed synchronous standby for now", "was", current, "next", want)
+	}
+	if !keyOK && !write("") {
+		return
+	}
+	var names []string
+	if want != "" {
+		names = []string{want}
+	}
+	if err := l.pg.SetSyncStandby(sctx, names); err != nil {
+		l.log.Warn("synchronous replication: set synchronous_standby_names", "err", err)
+		return
+	}
+	if want != "" && want != current && slices.Contains(actual, want) && write(want) {
+		l.log.Info("synchronous replication: synchronous standby confirmed", "standby", want)
+	}
+}
+
+// pickSyncStandby chooses the synchronous standby: current while it is a
+// streaming replica that may be promoted, else the streaming replica
+// furthest ahead (ties by name); "" when there is none.
+func pickSyncStandby(v cluster.View, me, current string) string {
+	best, bestPos := "", int64(-1)
+	for _, m := range v.Members {
+		if m.Name == me || m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || !canPromote(m.Tags) {
+			continue
+		}
+		if m.Name == current {
+			return current
+		}
+		pos := max(m.XLogLocation, m.ReplayLSN, m.ReceiveLSN)
+		if pos > bestPos || (pos == bestPos && m.Name < best) {
+			best, bestPos = m.Name, pos
+		}
+	}
+	return best
 }
 
 func (l *Loop) fence() {

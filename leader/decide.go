@@ -403,7 +403,10 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 			}
 		}
 	}
-	if v.Config.SynchronousMode && v.Sync != nil && v.Sync.SyncStandby != "" && v.Sync.SyncStandby != f.Me && v.Sync.Leader != f.Me {
+	if syncGated(v, f.Me) {
+		if v.Sync.SyncStandby == "" {
+			return act(Nothing, "", "synchronous mode: no synchronous standby was confirmed, only %s may take the leader key", v.Sync.Leader)
+		}
 		return act(Nothing, "", "synchronous mode: only %s may take the leader key", v.Sync.SyncStandby)
 	}
 	if lag := v.Status.Optime - local.Position; v.Status.Optime > 0 && lag > int64(v.Config.MaximumLagOnFailover) {
@@ -417,9 +420,20 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 		if !p.InRecovery {
 			return act(Nothing, "", "%s is running as a primary; not competing", p.Name)
 		}
+		if syncGated(v, p.Name) {
+			continue // synchronous mode: it may not take the key, whatever its position
+		}
 		if better(p, me) {
 			return act(Nothing, "", "%s is a better candidate (position %d vs ours %d)", p.Name, p.Position, local.Position)
 		}
 	}
 	return act(Acquire, "", "leader key free and this is the healthiest eligible member")
+}
+
+// syncGated reports whether synchronous mode keeps member name from
+// taking the leader key: the sync key names a leader, and name is neither
+// it nor its confirmed synchronous standby.
+func syncGated(v cluster.View, name string) bool {
+	return v.Config.SynchronousMode && v.Sync != nil && v.Sync.Leader != "" &&
+		v.Sync.SyncStandby != name && v.Sync.Leader != name
 }

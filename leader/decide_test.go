@@ -234,6 +234,25 @@ func TestDecide(t *testing.T) {
 			f.View.Sync = &cluster.Sync{Leader: "a", SyncStandby: "c"}
 			return f
 		}, Nothing, "", "synchronous"},
+		{"leader loss: the sync standby takes it", func(f Facts) Facts {
+			f = noLeader(f)
+			f.View.Config.SynchronousMode = true
+			f.View.Sync = &cluster.Sync{Leader: "a", SyncStandby: f.Me}
+			return f
+		}, Acquire, "", ""},
+		{"leader loss: the sync standby takes it even when a gated peer would win the tie", func(f Facts) Facts {
+			f = noLeader(f)
+			f.Me, f.Peers[0].Name = "c", "b"
+			f.View.Config.SynchronousMode = true
+			f.View.Sync = &cluster.Sync{Leader: "a", SyncStandby: "c"}
+			return f
+		}, Acquire, "", ""},
+		{"leader loss: no confirmed sync standby, nobody else takes it", func(f Facts) Facts {
+			f = noLeader(f)
+			f.View.Config.SynchronousMode = true
+			f.View.Sync = &cluster.Sync{Leader: "a"}
+			return f
+		}, Nothing, "", "no synchronous standby"},
 		{"leader loss: stopped node starts read-only first", func(f Facts) Facts { f = noLeader(f); f.Local.Running = false; return f }, StartReplica, "", "position"},
 		{"leader loss: a running primary of a peer is not raced", func(f Facts) Facts { f = noLeader(f); f.Peers[0].InRecovery = false; return f }, Nothing, "", "running as a primary"},
 		{"failover request: named candidate acquires despite lag", func(f Facts) Facts {

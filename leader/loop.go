@@ -79,7 +79,9 @@ type Loop struct {
 	lastStatusPut time.Time
 	lastDecision  string
 	slotSet       string
-	slotSynced    time.Time
+	// syncOn: synchronous_standby_names was managed (synchronous_mode).
+	syncOn     bool
+	slotSynced time.Time
 }
 
 type request struct {

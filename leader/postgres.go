@@ -42,6 +42,12 @@ type Postgres interface {
 	// slot per member named (Slot naming is the Postgres side's), and
 	// drops inactive physical slots of members no longer named.
 	SyncSlots(ctx context.Context, members []string) error
+	// SetSyncStandby makes members (in order of preference; nil for none)
+	// the running primary's synchronous standbys.
+	SetSyncStandby(ctx context.Context, members []string) error
+	// SyncStandbys are the members the primary reports as streaming
+	// synchronous standbys now.
+	SyncStandbys(ctx context.Context) ([]string, error)
 	// Busy counts client sessions running a statement or inside a
 	// transaction (not the caller's own, not WAL senders): what a planned
 	// stop waits for.

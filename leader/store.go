@@ -127,6 +127,17 @@ func (s *Store) WriteStatus(ctx context.Context, lease clientv3.LeaseID, st clus
 	return s.fenced(ctx, lease, "status", clientv3.OpPut(s.key(keyStatus), string(b)))
 }
 
+// WriteSync stores the sync key (fenced).
+func (s *Store) WriteSync(ctx context.Context, lease clientv3.LeaseID, sy cluster.Sync) error {
+	b, _ := json.Marshal(sy)
+	return s.fenced(ctx, lease, "sync", clientv3.OpPut(s.key(keySync), string(b)))
+}
+
+// DeleteSync removes the sync key (fenced).
+func (s *Store) DeleteSync(ctx context.Context, lease clientv3.LeaseID) error {
+	return s.fenced(ctx, lease, "sync", clientv3.OpDelete(s.key(keySync)))
+}
+
 // WriteHistory stores the timeline history (fenced).
 func (s *Store) WriteHistory(ctx context.Context, lease clientv3.LeaseID, h []cluster.HistoryEntry) error {
 	return s.fenced(ctx, lease, "history", clientv3.OpPut(s.key(keyHistory), string(encodeHistory(h))))

@@ -8,9 +8,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 const (
@@ -46,6 +49,12 @@ func (in *Instance) parameters(follow *Primary) map[string]string {
 		if v, ok := in.cluster[k]; ok {
 			p[k] = v
 		}
+	}
+	// synchronous_mode: the leader's chosen standby (SetSyncStandby).
+	if follow == nil {
+		p["synchronous_standby_names"] = syncNames(in.sync)
+	} else {
+		p["synchronous_standby_names"] = ""
 	}
 	// listen decides these; a parameter cannot contradict it.
 	p["listen_addresses"] = in.listen
@@ -93,9 +102,12 @@ func (in *Instance) conninfo(p Primary) string {
 }
 
 // applicationName is how this node appears in pg_stat_replication on its
-// primary: the data directory's base name unless parameters set
-// cluster_name.
+// primary: the member name (SetApplicationName), else cluster_name, else
+// the data directory's base name. in.confMu held.
 func (in *Instance) applicationName() string {
+	if in.appName != "" {
+		return in.appName
+	}
 	if v, ok := in.cfg.Parameters["cluster_name"]; ok && paramString(v) != "" {
 		return paramString(v)
 	}
@@ -120,7 +132,55 @@ var clusterWide = []string{"max_connections", "max_locks_per_transaction", "max_
 
 // managedParams are set by pgha itself; etcd's parameters cannot set them.
 var managedParams = map[string]bool{"listen_addresses": true, "port": true, "primary_conninfo": true,
-	"primary_slot_name": true, "unix_socket_directories": true}
+	"primary_slot_name": true, "unix_socket_directories": true, "synchronous_standby_names": true}
+
+// syncNames is synchronous_standby_names for members: FIRST 1 of them
+// (quoted), or "" for asynchronous replication.
+func syncNames(members []string) string {
+	if len(members) == 0 {
+		return ""
+	}
+	q := make([]string, len(members))
+	for i, m := range members {
+		q[i] = `"` + strings.ReplaceAll(m, `"`, `""`) + `"`
+	}
+	return "FIRST 1 (" + strings.Join(q, ", ") + ")"
+}
+
+// SetSyncStandby makes members (application names, in order of
+// preference) the synchronous standbys of a running primary, or none:
+// it rewrites the configuration and reloads when that changes anything.
+func (in *Instance) SetSyncStandby(ctx context.Context, members []string) error {
+	in.confMu.Lock()
+	same := slices.Equal(in.sync, members)
+	in.sync = slices.Clone(members)
+	in.confMu.Unlock()
+	if same || !in.IsRunning() {
+		return nil
+	}
+	if err := in.writeConfigKeep(in.cfg.DataDir, nil, true); err != nil {
+		return err
+	}
+	return in.Reload(ctx)
+}
+
+// SyncStandbys are the application names pg_stat_replication shows as
+// streaming synchronous standbys right now.
+func (in *Instance) SyncStandbys(ctx context.Context) ([]string, error) {
+	var out []string
+	err := in.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		rows, err := c.Query(ctx, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum') ORDER BY 1")
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replication: synchronous standbys: %w", err)
+	}
+	return out, nil
+}
 
 // SetClusterParameters sets the cluster-wide parameters (etcd's config
 // key, postgresql.parameters) that the next configuration write uses; the

@@ -77,6 +77,20 @@ type Instance struct {
 	// the parameters of etcd's config key (SetClusterParameters).
 	confMu  sync.Mutex
 	cluster map[string]string
+	// appName is this node's application_name towards its primary
+	// (SetApplicationName); sync is synchronous_standby_names' member
+	// list (SetSyncStandby). Both under confMu.
+	appName string
+	sync    []string
+}
+
+// SetApplicationName makes name (the member name) this node's
+// application_name in its primary_conninfo, so that the primary's
+// pg_stat_replication and synchronous_standby_names use member names.
+func (in *Instance) SetApplicationName(name string) {
+	in.confMu.Lock()
+	in.appName = name
+	in.confMu.Unlock()
 }
 
 // AllowLocalPasswords makes pg_hba.conf (written at the next start or

@@ -464,6 +464,9 @@ func (in *Instance) Demote(ctx context.Context, primary Primary) error {
 		return fmt.Errorf("%w: cannot demote %s", ErrNotInitialized, in.cfg.DataDir)
 	}
 	in.log.Info("demoting postgres", "primary", primary.Host+":"+strconv.Itoa(primary.Port))
+	in.confMu.Lock()
+	in.sync = nil // a standby has no synchronous standbys of its own
+	in.confMu.Unlock()
 	if err := in.Stop(ctx, StopFast); err != nil {
 		return err
 	}

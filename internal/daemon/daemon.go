@@ -78,6 +78,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	inst.SetApplicationName(cfg.Name) // pg_stat_replication and synchronous_standby_names by member name
 	d.inst = inst
 	endpoints := cfg.Etcd.Endpoints
 	if cfg.Etcd.Embedded {

@@ -104,6 +104,14 @@ func (p pgAdapter) Wipe(ctx context.Context) error {
 	return nil
 }
 
+func (p pgAdapter) SetSyncStandby(ctx context.Context, members []string) error {
+	return p.in.SetSyncStandby(ctx, members)
+}
+
+func (p pgAdapter) SyncStandbys(ctx context.Context) ([]string, error) {
+	return p.in.SyncStandbys(ctx)
+}
+
 func (p pgAdapter) SyncSlots(ctx context.Context, members []string) error {
 	want := map[string]bool{}
 	for _, m := range members {

@@ -1,0 +1,97 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/daemon/daemontest"
+	"github.com/pgha/pgha/internal/pgtest"
+)
+
+// TestSynchronousMode: with synchronous_mode the leader makes one
+// streaming replica its synchronous standby (synchronous_standby_names,
+// confirmed in pg_stat_replication, then the sync key), and when the
+// leader dies only that standby takes over, even though the other
+// replica would win the usual tie (same position, smaller name).
+func TestSynchronousMode(t *testing.T) {
+	pgtest.RequireUser(t)
+	tc := daemontest.New(t, 3, daemontest.Options{Edit: func(i int, c *config.Config) {
+		c.Bootstrap.DCS.SynchronousMode = true
+	}})
+	node1, node2, node3 := tc.Nodes[0], tc.Nodes[1], tc.Nodes[2]
+	node1.Start()
+	tc.WaitHealthy(2*time.Minute, "node1")
+	// node3 streams first, so it becomes the synchronous standby and
+	// keeps the role while it streams.
+	node3.Start()
+	tc.WaitHealthy(3*time.Minute, "node1", "node3")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	setting := func(n *daemontest.Node, q string) string {
+		c, err := n.Conn(ctx)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer c.Close(context.Background())
+		var s string
+		if err := c.QueryRow(ctx, q).Scan(&s); err != nil {
+			return "error: " + err.Error()
+		}
+		return s
+	}
+	tc.WaitFor(30*time.Second, "node3 confirmed as synchronous standby", func() string {
+		v := tc.View()
+		if v.Sync == nil || v.Sync.Leader != "node1" || v.Sync.SyncStandby != "node3" {
+			return fmt.Sprintf("sync key %+v", v.Sync)
+		}
+		if s := setting(node1, "SHOW synchronous_standby_names"); !strings.Contains(s, `"node3"`) {
+			return "synchronous_standby_names = " + s
+		}
+		if s := setting(node1, "SELECT coalesce(string_agg(application_name || ':' || sync_state, ','), '') FROM pg_stat_replication"); !strings.Contains(s, "node3:sync") {
+			return "pg_stat_replication: " + s
+		}
+		return ""
+	})
+	node2.Start()
+	tc.WaitHealthy(3 * time.Minute)
+	node1.Exec("CREATE TABLE sync_probe (id int)")
+	node1.Exec("INSERT INTO sync_probe SELECT generate_series(1, 100)")
+	if v := tc.View(); v.Sync == nil || v.Sync.SyncStandby != "node3" {
+		t.Fatalf("the synchronous standby changed when node2 joined: %+v", v.Sync)
+	}
+
+	node1.Kill9()
+	seen := map[string]bool{}
+	tc.WaitFor(90*time.Second, "node3 leads after node1 died", func() string {
+		v := tc.View()
+		if v.Leader != "" {
+			seen[v.Leader] = true
+		}
+		if seen["node2"] {
+			t.Fatalf("node2, not the synchronous standby, took the leader key")
+		}
+		if v.Leader != "node3" {
+			return "leader " + v.Leader
+		}
+		m, ok := v.Member("node3")
+		if !ok || m.Role != "primary" {
+			return "node3 not yet primary"
+		}
+		return ""
+	})
+	if got := node3.Count("sync_probe"); got != 100 {
+		t.Fatalf("node3 has %d of the 100 rows committed on node1", got)
+	}
+	// The new leader picks node2 as its synchronous standby.
+	tc.WaitFor(60*time.Second, "node2 confirmed as node3's synchronous standby", func() string {
+		v := tc.View()
+		if v.Sync == nil || v.Sync.Leader != "node3" || v.Sync.SyncStandby != "node2" {
+			return fmt.Sprintf("sync key %+v", v.Sync)
+		}
+		return ""
+	})
+}
