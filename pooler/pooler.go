@@ -55,6 +55,9 @@ type Pooler struct {
 	closing bool
 	cancels map[uint64]*client
 	primary string // the primary the rw pools were built for
+	// authUser and authPassword: credentials for auth_user that need no
+	// auth_file (SetAuthUser).
+	authUser, authPassword string
 	// routeCh is closed at the next routing change (see routeWake).
 	routeCh chan struct{}
 
@@ -96,6 +99,16 @@ func New(cfg config.Pooler, router Router, log *slog.Logger) (*Pooler, error) {
 	return p, nil
 }
 
+// SetAuthUser gives auth_user's password without an auth_file entry (the
+// daemon passes the superuser's when it defaults auth_query); an entry in
+// auth_file wins. Call it before Run.
+func (p *Pooler) SetAuthUser(name, password string) error {
+	p.mu.Lock()
+	p.authUser, p.authPassword = name, password
+	p.mu.Unlock()
+	return p.loadAuth()
+}
+
 // loadAuth (re)reads auth_file and the hba rules.
 func (p *Pooler) loadAuth() error {
 	users := map[string]secret{}
@@ -107,6 +120,13 @@ func (p *Pooler) loadAuth() error {
 	} else if p.cfg.AuthType != "trust" && p.cfg.AuthQuery == "" {
 		p.log.Warn("pooler: no auth_file and no auth_query: every login will fail; set pooler.auth_file")
 	}
+	p.mu.Lock()
+	if p.authUser != "" {
+		if _, ok := users[p.authUser]; !ok {
+			users[p.authUser] = secret{plain: p.authPassword}
+		}
+	}
+	p.mu.Unlock()
 	rules, err := parseHBA(p.cfg.HBA)
 	if err != nil {
 		return err

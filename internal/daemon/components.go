@@ -21,6 +21,9 @@ import (
 	"github.com/pgha/pgha/restapi"
 )
 
+// defaultAuthQuery is PgBouncer's default auth_query.
+const defaultAuthQuery = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
+
 // Version is what /patroni reports as patroni.version.
 const Version = "0.1.0"
 
@@ -45,14 +48,28 @@ func (d *Daemon) AddComponents(configPath string) error {
 	if !cfg.Pooler.Enabled {
 		return nil
 	}
+	pcfg := cfg.Pooler
+	su := cfg.PostgreSQL.Authentication.Superuser
+	defaultAuth := pcfg.AuthFile == "" && pcfg.AuthQuery == "" && pcfg.AuthType != "trust" && su.Username != ""
+	if defaultAuth {
+		// No user list configured: look users up in Postgres as the
+		// superuser, with PgBouncer's default auth_query.
+		pcfg.AuthUser, pcfg.AuthQuery = su.Username, defaultAuthQuery
+	}
 	router := &poolerRouter{d: d, kick: make(chan struct{}, 1)}
 	if cfg.Pooler.LocalUnixSocket {
 		router.socket = d.inst.SocketPath()
 		d.inst.AllowLocalPasswords()
 	}
-	p, err := pooler.New(cfg.Pooler, router, d.log)
+	p, err := pooler.New(pcfg, router, d.log)
 	if err != nil {
 		return fmt.Errorf("daemon: pooler: %w", err)
+	}
+	if defaultAuth {
+		if err := p.SetAuthUser(su.Username, su.Password); err != nil {
+			return fmt.Errorf("daemon: pooler: %w", err)
+		}
+		d.log.Info("pooler: no auth_file or auth_query set: logins are checked against Postgres's passwords (auth_query as the superuser)", "auth_user", su.Username)
 	}
 	if err := reg.Register(p.Collector()); err != nil {
 		return fmt.Errorf("daemon: pooler metrics: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
@@ -417,5 +419,47 @@ func TestComponentsLocalSocket(t *testing.T) {
 	})
 	if !local {
 		t.Fatal("the pooler reached its own primary over TCP, want the Unix socket")
+	}
+}
+
+// TestComponentsPoolerDefaultAuth: a pooler with neither auth_file nor
+// auth_query checks logins against Postgres's own passwords (auth_query
+// as the superuser), so a role created in Postgres logs in through the
+// pooler, and a wrong password gets 28P01.
+func TestComponentsPoolerDefaultAuth(t *testing.T) {
+	pgtest.RequireUser(t)
+	tc := daemontest.New(t, 1, daemontest.Options{Edit: func(i int, c *config.Config) {
+		p := config.DefaultPooler()
+		p.Enabled = true
+		p.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+		p.QueryWaitTimeout = config.Duration(30 * time.Second)
+		c.Pooler = p
+		c.PostgreSQL.PgHBA = append(c.PostgreSQL.PgHBA, "host all all 127.0.0.1/32 scram-sha-256")
+	}})
+	n := tc.Nodes[0]
+	n.Start(func(d *daemon.Daemon) error { return d.AddComponents("") })
+	tc.WaitHealthy(2*time.Minute, n.Name)
+	n.PG.Exec(t, "CREATE ROLE app2 LOGIN PASSWORD 'app2-secret'")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dsn := func(pw string) string {
+		return fmt.Sprintf("postgres://app2:%s@%s/postgres?sslmode=disable&connect_timeout=5", pw, n.Config.Pooler.Listen)
+	}
+	var who string
+	eventually(t, 30*time.Second, "a login through the pooler", func() error {
+		c, err := pgx.Connect(ctx, dsn("app2-secret"))
+		if err != nil {
+			return err
+		}
+		defer c.Close(context.Background())
+		return c.QueryRow(ctx, "SELECT current_user").Scan(&who)
+	})
+	if who != "app2" {
+		t.Fatalf("current_user %q, want app2", who)
+	}
+	_, err := pgx.Connect(ctx, dsn("wrong"))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Fatalf("wrong password: want SQLSTATE 28P01, got %v", err)
 	}
 }
