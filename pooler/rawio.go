@@ -81,7 +81,7 @@ func (c *rawConn) Read(p []byte) (int, error) {
 	case err != nil:
 		return 0, err
 	case errno != 0:
-		return 0, &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+		return 0, c.errnoError("read", errno)
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -116,7 +116,7 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	case err != nil:
 		return n, err
 	case errno != 0:
-		return n, &net.OpError{Op: "write", Net: c.LocalAddr().Network(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+		return n, c.errnoError("write", errno)
 	}
 	return n, nil
 }
@@ -137,4 +137,9 @@ func (c *rawConn) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// errnoError is the *net.OpError a net.Conn returns for a failed call.
+func (c *rawConn) errnoError(op string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }

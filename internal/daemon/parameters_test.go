@@ -44,16 +44,7 @@ func TestClusterParameters(t *testing.T) {
 		t.Fatal(err)
 	}
 	show := func(n *daemontest.Node, name string) string {
-		c, err := n.Conn(ctx)
-		if err != nil {
-			return "error: " + err.Error()
-		}
-		defer c.Close(context.Background())
-		var s string
-		if err := c.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&s); err != nil {
-			return "error: " + err.Error()
-		}
-		return s
+		return n.Value(ctx, "SELECT current_setting($1)", name)
 	}
 	want := []struct {
 		n          *daemontest.Node

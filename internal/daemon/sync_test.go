@@ -31,27 +31,15 @@ func TestSynchronousMode(t *testing.T) {
 	tc.WaitHealthy(3*time.Minute, "node1", "node3")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	setting := func(n *daemontest.Node, q string) string {
-		c, err := n.Conn(ctx)
-		if err != nil {
-			return "error: " + err.Error()
-		}
-		defer c.Close(context.Background())
-		var s string
-		if err := c.QueryRow(ctx, q).Scan(&s); err != nil {
-			return "error: " + err.Error()
-		}
-		return s
-	}
 	tc.WaitFor(30*time.Second, "node3 confirmed as synchronous standby", func() string {
 		v := tc.View()
 		if v.Sync == nil || v.Sync.Leader != "node1" || v.Sync.SyncStandby != "node3" {
 			return fmt.Sprintf("sync key %+v", v.Sync)
 		}
-		if s := setting(node1, "SHOW synchronous_standby_names"); !strings.Contains(s, `"node3"`) {
+		if s := node1.Value(ctx, "SHOW synchronous_standby_names"); !strings.Contains(s, `"node3"`) {
 			return "synchronous_standby_names = " + s
 		}
-		if s := setting(node1, "SELECT coalesce(string_agg(application_name || ':' || sync_state, ','), '') FROM pg_stat_replication"); !strings.Contains(s, "node3:sync") {
+		if s := node1.Value(ctx, "SELECT coalesce(string_agg(application_name || ':' || sync_state, ','), '') FROM pg_stat_replication"); !strings.Contains(s, "node3:sync") {
 			return "pg_stat_replication: " + s
 		}
 		return ""

@@ -186,6 +186,21 @@ func (n *Node) Exec(sql string, args ...any) {
 	}
 }
 
+// Value runs a one-value query on the node and returns the value as
+// text, or "error: ..." (for polling conditions and their messages).
+func (n *Node) Value(ctx context.Context, sql string, args ...any) string {
+	c, err := n.Conn(ctx)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer c.Close(context.Background())
+	var s string
+	if err := c.QueryRow(ctx, sql, args...).Scan(&s); err != nil {
+		return "error: " + err.Error()
+	}
+	return s
+}
+
 // Count returns SELECT count(*) FROM from, or -1 when it fails.
 func (n *Node) Count(from string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
