@@ -103,6 +103,9 @@ type DynamicConfig struct {
 	RetryTimeout         Duration `yaml:"retry_timeout" json:"retry_timeout"`
 	MaximumLagOnFailover Size     `yaml:"maximum_lag_on_failover" json:"maximum_lag_on_failover"`
 	SynchronousMode      bool     `yaml:"synchronous_mode" json:"synchronous_mode"`
+	// SynchronousModeStrict keeps commits waiting (synchronous_standby_names
+	// '*') when no synchronous standby is left, instead of going async.
+	SynchronousModeStrict bool `yaml:"synchronous_mode_strict" json:"synchronous_mode_strict,omitempty"`
 	// MasterStartTimeout is how long a crashed primary may take to come
 	// back before the leader key is released.
 	MasterStartTimeout Duration  `yaml:"master_start_timeout" json:"master_start_timeout"`

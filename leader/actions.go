@@ -254,8 +254,9 @@ func (l *Loop) syncSlots(ctx context.Context, v cluster.View, now bool) {
 // sync key only once Postgres reports it synchronous. Whenever the
 // standby is to change or has stopped being synchronous, the sync key is
 // first narrowed to no standby (then no replica may take over), so the
-// key never names a member that may lack acknowledged commits. With the
-// mode off it clears both.
+// key never names a member that may lack acknowledged commits. With no
+// standby left, commits stop waiting, or with synchronous_mode_strict
+// wait for any standby ('*'). With the mode off it clears both.
 func (l *Loop) syncReplication(ctx context.Context, f Facts, lease clientv3.LeaseID) {
 	v := f.View
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -281,12 +282,18 @@ func (l *Loop) syncReplication(ctx context.Context, f Facts, lease clientv3.Leas
 	if keyOK {
 		current = v.Sync.SyncStandby
 	}
-	actual, err := l.pg.SyncStandbys(sctx)
+	streaming, err := l.pg.Streaming(sctx)
 	if err != nil {
 		l.log.Warn("synchronous replication", "err", err)
 		return
 	}
-	want := pickSyncStandby(v, l.opt.Name, current)
+	var actual []string // confirmed synchronous now
+	for name, state := range streaming {
+		if state == "sync" || state == "quorum" {
+			actual = append(actual, name)
+		}
+	}
+	want := pickSyncStandby(v, l.opt.Name, current, streaming)
 	write := func(standby string) bool {
 		if err := l.store.WriteSync(sctx, lease, cluster.Sync{Leader: l.opt.Name, SyncStandby: standby}); err != nil {
 			l.log.Warn("synchronous replication: write the sync key", "err", err)
@@ -295,18 +302,21 @@ func (l *Loop) syncReplication(ctx context.Context, f Facts, lease clientv3.Leas
 		keyOK, current = true, standby
 		return true
 	}
-	if current != "" && (current != want || !slices.Contains(actual, current)) {
+	if was := current; was != "" && (was != want || !slices.Contains(actual, was)) {
 		if !write("") {
 			return
 		}
-		l.log.Info("synchronous replication: no confirmed synchronous standby for now", "was", current, "next", want)
+		l.log.Info("synchronous replication: no confirmed synchronous standby for now", "was", was, "next", want)
 	}
 	if !keyOK && !write("") {
 		return
 	}
 	var names []string
-	if want != "" {
+	switch {
+	case want != "":
 		names = []string{want}
+	case v.Config.SynchronousModeStrict:
+		names = []string{"*"} // no standby left: writes wait rather than go async
 	}
 	if err := l.pg.SetSyncStandby(sctx, names); err != nil {
 		l.log.Warn("synchronous replication: set synchronous_standby_names", "err", err)
@@ -317,13 +327,14 @@ func (l *Loop) syncReplication(ctx context.Context, f Facts, lease clientv3.Leas
 	}
 }
 
-// pickSyncStandby chooses the synchronous standby: current while it is a
-// streaming replica that may be promoted, else the streaming replica
-// furthest ahead (ties by name); "" when there is none.
-func pickSyncStandby(v cluster.View, me, current string) string {
+// pickSyncStandby chooses the synchronous standby among the replicas that
+// may be promoted and stream from this primary (per their member key and
+// pg_stat_replication): current while it is one, else the one furthest
+// ahead (ties by name); "" when there is none.
+func pickSyncStandby(v cluster.View, me, current string, streaming map[string]string) string {
 	best, bestPos := "", int64(-1)
 	for _, m := range v.Members {
-		if m.Name == me || m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || !canPromote(m.Tags) {
+		if _, ok := streaming[m.Name]; !ok || m.Name == me || m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || !canPromote(m.Tags) {
 			continue
 		}
 		if m.Name == current {

@@ -291,3 +291,33 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestPickSyncStandby(t *testing.T) {
+	m := func(name string, pos int64, state cluster.State, tags config.Tags) cluster.Member {
+		return cluster.Member{Name: name, Role: cluster.RoleReplica, State: state, XLogLocation: pos, Tags: tags}
+	}
+	v := cluster.View{Members: []cluster.Member{
+		{Name: "a", Role: cluster.RolePrimary, State: cluster.StateRunning},
+		m("b", 100, cluster.StateStreaming, config.Tags{}),
+		m("c", 200, cluster.StateStreaming, config.Tags{}),
+		m("d", 300, cluster.StateStreaming, config.Tags{NoFailover: true}),
+		m("e", 400, cluster.StateRunning, config.Tags{}),
+		m("f", 500, cluster.StateStreaming, config.Tags{}),
+	}}
+	all := map[string]string{"b": "async", "c": "async", "d": "async", "e": "async"} // f is not in pg_stat_replication
+	for _, tc := range []struct {
+		name, current string
+		streaming     map[string]string
+		want          string
+	}{
+		{"furthest ahead eligible streaming replica", "", all, "c"},
+		{"the current standby is kept while it streams", "b", all, "b"},
+		{"a current standby that stopped streaming is replaced", "e", all, "c"},
+		{"only what pg_stat_replication shows counts", "f", all, "c"},
+		{"none streaming", "b", map[string]string{}, ""},
+	} {
+		if got := pickSyncStandby(v, "a", tc.current, tc.streaming); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -45,9 +45,9 @@ type Postgres interface {
 	// SetSyncStandby makes members (in order of preference; nil for none)
 	// the running primary's synchronous standbys.
 	SetSyncStandby(ctx context.Context, members []string) error
-	// SyncStandbys are the members the primary reports as streaming
-	// synchronous standbys now.
-	SyncStandbys(ctx context.Context) ([]string, error)
+	// Streaming maps the members streaming from the primary now to their
+	// sync_state in pg_stat_replication (async, sync, ...).
+	Streaming(ctx context.Context) (map[string]string, error)
 	// Busy counts client sessions running a statement or inside a
 	// transaction (not the caller's own, not WAL senders): what a planned
 	// stop waits for.

@@ -135,10 +135,13 @@ var managedParams = map[string]bool{"listen_addresses": true, "port": true, "pri
 	"primary_slot_name": true, "unix_socket_directories": true, "synchronous_standby_names": true}
 
 // syncNames is synchronous_standby_names for members: FIRST 1 of them
-// (quoted), or "" for asynchronous replication.
+// (quoted), "*" for ["*"], or "" for asynchronous replication.
 func syncNames(members []string) string {
 	if len(members) == 0 {
 		return ""
+	}
+	if len(members) == 1 && members[0] == "*" {
+		return "*" // any standby: commits wait until one connects
 	}
 	q := make([]string, len(members))
 	for i, m := range members {
@@ -164,20 +167,24 @@ func (in *Instance) SetSyncStandby(ctx context.Context, members []string) error 
 	return in.Reload(ctx)
 }
 
-// SyncStandbys are the application names pg_stat_replication shows as
-// streaming synchronous standbys right now.
-func (in *Instance) SyncStandbys(ctx context.Context) ([]string, error) {
-	var out []string
+// Streaming maps the application_name of each standby streaming from
+// this primary to its sync_state (async, potential, sync, quorum).
+func (in *Instance) Streaming(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
 	err := in.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
-		rows, err := c.Query(ctx, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum') ORDER BY 1")
+		rows, err := c.Query(ctx, "SELECT application_name, sync_state FROM pg_stat_replication WHERE state = 'streaming'")
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		var name, state string
+		_, err = pgx.ForEachRow(rows, []any{&name, &state}, func() error {
+			out[name] = state
+			return nil
+		})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("replication: synchronous standbys: %w", err)
+		return nil, fmt.Errorf("replication: streaming standbys: %w", err)
 	}
 	return out, nil
 }

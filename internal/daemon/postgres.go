@@ -108,8 +108,8 @@ func (p pgAdapter) SetSyncStandby(ctx context.Context, members []string) error {
 	return p.in.SetSyncStandby(ctx, members)
 }
 
-func (p pgAdapter) SyncStandbys(ctx context.Context) ([]string, error) {
-	return p.in.SyncStandbys(ctx)
+func (p pgAdapter) Streaming(ctx context.Context) (map[string]string, error) {
+	return p.in.Streaming(ctx)
 }
 
 func (p pgAdapter) SyncSlots(ctx context.Context, members []string) error {

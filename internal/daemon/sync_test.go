@@ -16,7 +16,8 @@ import (
 // streaming replica its synchronous standby (synchronous_standby_names,
 // confirmed in pg_stat_replication, then the sync key), and when the
 // leader dies only that standby takes over, even though the other
-// replica would win the usual tie (same position, smaller name).
+// replica would win the usual tie (same position, smaller name). With
+// synchronous_mode_strict and no standby left, commits wait.
 func TestSynchronousMode(t *testing.T) {
 	pgtest.RequireUser(t)
 	tc := daemontest.New(t, 3, daemontest.Options{Edit: func(i int, c *config.Config) {
@@ -82,4 +83,31 @@ func TestSynchronousMode(t *testing.T) {
 		}
 		return ""
 	})
+
+	// synchronous_mode_strict: with no standby left, commits wait ('*')
+	// instead of going asynchronous.
+	v := tc.View()
+	dc := v.Config
+	dc.SynchronousModeStrict = true
+	if err := node3.D.SetConfig(ctx, dc, v.ConfigRevision); err != nil {
+		t.Fatal(err)
+	}
+	node2.Kill9()
+	tc.WaitFor(30*time.Second, "strict mode without a standby", func() string {
+		if s := node3.Value(ctx, "SHOW synchronous_standby_names"); s != "*" {
+			return "synchronous_standby_names = " + s
+		}
+		return ""
+	})
+	c, err := node3.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer wcancel()
+	start := time.Now()
+	if _, err := c.Exec(wctx, "INSERT INTO sync_probe VALUES (0)"); err == nil {
+		t.Fatalf("a commit returned after %v with no synchronous standby in strict mode", time.Since(start))
+	}
 }
