@@ -284,9 +284,13 @@ func (pl *pool) removeWaiter(c *client) bool {
 
 // popWaiter removes the first waiter; pl.mu held.
 func (pl *pool) popWaiter() {
-	copy(pl.waiters, pl.waiters[1:])
-	pl.waiters[len(pl.waiters)-1] = nil
-	pl.waiters = pl.waiters[:len(pl.waiters)-1]
+	// Reslice rather than shift: O(1) with thousands of waiters (append
+	// drops the consumed head when it next grows the array).
+	pl.waiters[0] = nil
+	pl.waiters = pl.waiters[1:]
+	if len(pl.waiters) == 0 {
+		pl.waiters = nil
+	}
 }
 
 // wakeOne signals the first waiter; pl.mu held.
