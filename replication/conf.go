@@ -8,10 +8,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -219,6 +221,49 @@ func (in *Instance) SetClusterParameters(params map[string]any) []string {
 	return changed
 }
 
+// badParamRE finds the setting the server complains about in
+// `postgres -C` output: an invalid value or an unknown name.
+var badParamRE = regexp.MustCompile(`(?:invalid value for parameter|unrecognized configuration parameter) "([^"]+)"`)
+
+// checkClusterParams makes sure Postgres can load dir's configuration
+// files (a typo in etcd's config key must not keep the next restart from
+// working): it runs `postgres -C port`, and while that fails on a setting
+// that came from the cluster, it drops the setting with a warning and
+// rewrites the file. A failure on anything else is left to the server's
+// own start-up error.
+func (in *Instance) checkClusterParams(ctx context.Context, dir string) error {
+	for range 20 {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := run(cctx, commandAs(cctx, in.user, in.bin("postgres"), "-D", dir, "-C", "port"), "check the configuration files")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		m := badParamRE.FindStringSubmatch(err.Error())
+		if m == nil {
+			return nil
+		}
+		name := m[1]
+		in.confMu.Lock()
+		_, fromCluster := in.cluster[name]
+		_, local := in.cfg.Parameters[name]
+		if fromCluster && (!local || slices.Contains(clusterWide, name)) {
+			delete(in.cluster, name)
+		} else {
+			fromCluster = false
+		}
+		in.confMu.Unlock()
+		if !fromCluster {
+			return nil
+		}
+		in.log.Warn("ignoring a cluster parameter that Postgres rejects; correct it with pghactl edit-config", "parameter", name, "error", m[0])
+		if err := in.writeConfigKeep(dir, nil, true); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("replication: the configuration files still do not load after dropping 20 cluster parameters")
+}
+
 // ApplyParameters rewrites postgresql.pgha.conf with the current
 // parameters, keeping the replication settings it has, and reloads a
 // running Postgres. Parameters that need a restart then show as
@@ -228,6 +273,9 @@ func (in *Instance) ApplyParameters(ctx context.Context) error {
 		return nil // Start writes them
 	}
 	if err := in.writeConfigKeep(in.cfg.DataDir, nil, true); err != nil {
+		return err
+	}
+	if err := in.checkClusterParams(ctx, in.cfg.DataDir); err != nil {
 		return err
 	}
 	return in.Reload(ctx)

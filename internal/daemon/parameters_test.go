@@ -15,7 +15,8 @@ import (
 // every node with a reload; the node file's parameters win (except the
 // ones a standby needs at least as high as its primary's); a parameter
 // that needs a restart shows as pending_restart until the restart; the
-// replica keeps streaming through the rewrite of its configuration.
+// replica keeps streaming through the rewrite of its configuration;
+// settings Postgres rejects are dropped instead of breaking the restart.
 func TestClusterParameters(t *testing.T) {
 	pgtest.RequireUser(t)
 	tc := daemontest.New(t, 2, daemontest.Options{Edit: func(i int, c *config.Config) {
@@ -39,7 +40,10 @@ func TestClusterParameters(t *testing.T) {
 	v := tc.View()
 	dc := v.Config
 	dc.PostgreSQL.Parameters = map[string]any{"work_mem": "8MB", "maintenance_work_mem": "128MB", "max_locks_per_transaction": 128,
-		"max_connections": 60} // the node files say 50: the cluster wins for this one
+		"max_connections": 60, // the node files say 50: the cluster wins for this one
+		// Typos Postgres rejects are dropped with a warning, so that the
+		// rest applies and the restart below works.
+		"temp_buffers": "lots", "no_such_setting": 1}
 	if err := lead.D.SetConfig(ctx, dc, v.ConfigRevision); err != nil {
 		t.Fatal(err)
 	}
