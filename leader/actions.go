@@ -364,6 +364,13 @@ func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why
 				return l.releaseAfter(ctx, fmt.Errorf("leader: start before promote: %w", err))
 			}
 		}
+		if c := f.View.Config; c.SynchronousMode && c.SynchronousModeStrict {
+			// Strict: commits on the new primary wait for a standby from
+			// the start, not only once the next cycle picks one.
+			if err := l.pg.SetSyncStandby(ctx, []string{"*"}); err != nil {
+				l.log.Warn("synchronous replication: strict mode before promote", "err", err)
+			}
+		}
 		if err := l.pg.Promote(ctx); err != nil {
 			return l.releaseAfter(ctx, err)
 		}

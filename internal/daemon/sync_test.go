@@ -53,6 +53,14 @@ func TestSynchronousMode(t *testing.T) {
 		t.Fatalf("the synchronous standby changed when node2 joined: %+v", v.Sync)
 	}
 
+	// synchronous_mode_strict, set before the failover: node3 promotes
+	// with commits already waiting for a standby.
+	v := tc.View()
+	dc := v.Config
+	dc.SynchronousModeStrict = true
+	if err := node1.D.SetConfig(ctx, dc, v.ConfigRevision); err != nil {
+		t.Fatal(err)
+	}
 	node1.Kill9()
 	seen := map[string]bool{}
 	tc.WaitFor(90*time.Second, "node3 leads after node1 died", func() string {
@@ -84,14 +92,8 @@ func TestSynchronousMode(t *testing.T) {
 		return ""
 	})
 
-	// synchronous_mode_strict: with no standby left, commits wait ('*')
+	// With node2 gone too, strict mode keeps commits waiting ('*')
 	// instead of going asynchronous.
-	v := tc.View()
-	dc := v.Config
-	dc.SynchronousModeStrict = true
-	if err := node3.D.SetConfig(ctx, dc, v.ConfigRevision); err != nil {
-		t.Fatal(err)
-	}
 	node2.Kill9()
 	tc.WaitFor(30*time.Second, "strict mode without a standby", func() string {
 		if s := node3.Value(ctx, "SHOW synchronous_standby_names"); s != "*" {
