@@ -46,6 +46,8 @@ type Lease struct {
 	state   LeaseState
 	wantTTL time.Duration
 	changed chan struct{}
+	// onGrant runs (on the lease's goroutine) after each grant.
+	onGrant func(clientv3.LeaseID)
 }
 
 // NewLease returns a Lease that will grant ttl-second leases once Run starts.
@@ -161,6 +163,9 @@ func (l *Lease) grant(ctx context.Context) error {
 	l.mu.Unlock()
 	l.log.Debug("etcd lease granted", "lease", fmt.Sprintf("%x", int64(resp.ID)), "ttl", resp.TTL)
 	l.notify()
+	if l.onGrant != nil {
+		l.onGrant(resp.ID)
+	}
 	return nil
 }
 

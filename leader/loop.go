@@ -79,6 +79,9 @@ type Loop struct {
 	lastStatusPut time.Time
 	lastDecision  string
 	slotSet       string
+	// memberDoc is the member key last published (memberMu).
+	memberMu  sync.Mutex
+	memberDoc cluster.Member
 	// syncOn: synchronous_standby_names was managed (synchronous_mode).
 	syncOn     bool
 	slotSynced time.Time
@@ -98,7 +101,7 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 		opt.Bootstrap = config.DefaultDynamic()
 	}
 	log := opt.Log.With("member", opt.Name)
-	return &Loop{
+	l := &Loop{
 		store:    store,
 		lease:    NewLease(store.Client(), opt.Bootstrap.TTL.D(), log),
 		pg:       pg,
@@ -112,6 +115,8 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 		role:     cluster.RoleUninitialized,
 		state:    cluster.StateStopped,
 	}
+	l.lease.onGrant = l.republishMember
+	return l
 }
 
 // View returns the latest cluster snapshot and whether the last etcd read

@@ -3,6 +3,9 @@ package leader
 import (
 	"context"
 	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pgha/pgha/cluster"
 )
@@ -88,9 +91,31 @@ func (l *Loop) publishMember(ctx context.Context, local Local) {
 	if local.Streaming {
 		m.ReplicationState = "streaming"
 	}
+	l.memberMu.Lock()
+	l.memberDoc = m
+	l.memberMu.Unlock()
 	if id := l.lease.State().ID; id != 0 {
 		if err := l.store.PublishMember(ctx, id, m); err != nil {
 			l.log.Debug("publish member", "err", err)
 		}
+	}
+}
+
+// republishMember puts the last member document under a newly granted
+// lease at once. The lease is regranted by its own goroutine while the
+// loop may be busy in a long action (a rewind, then a standby start that
+// waits for WAL through a replication slot): without its member key the
+// leader would not create that slot, and the start would wait in vain.
+func (l *Loop) republishMember(id clientv3.LeaseID) {
+	l.memberMu.Lock()
+	m := l.memberDoc
+	l.memberMu.Unlock()
+	if m.ConnURL == "" {
+		return // never published: the loop's first cycle will
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := l.store.PublishMember(ctx, id, m); err != nil {
+		l.log.Debug("republish member under the new lease", "err", err)
 	}
 }
