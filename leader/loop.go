@@ -33,6 +33,9 @@ type Options struct {
 	OnFence func()
 	// OnCycle, when set, gets each cycle's duration (metrics).
 	OnCycle func(time.Duration)
+	// OnView, when set, gets each view read from etcd before the cycle
+	// decides and acts (so a start or clone uses the cluster's settings).
+	OnView func(cluster.View)
 	// OnFailover, when set, is called after this node took the leader key
 	// of a cluster that had lost its leader, without a request (metrics).
 	OnFailover func()
@@ -347,6 +350,9 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 	if viewOK {
 		v = snap.View
 		cfg = v.Config
+		if l.opt.OnView != nil {
+			l.opt.OnView(v)
+		}
 		if cfg.TTL > 0 && cfg.TTL.D() != ls.TTL && ls.ID != 0 {
 			// A new ttl applies at the next grant. A non-leader regrants
 			// now (its member key is republished this cycle); the leader

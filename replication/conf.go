@@ -198,13 +198,15 @@ func (in *Instance) Streaming(ctx context.Context) (map[string]string, error) {
 // reports the names whose values changed.
 func (in *Instance) SetClusterParameters(params map[string]any) []string {
 	next := make(map[string]string, len(params))
-	for k, v := range params {
-		if !managedParams[k] {
-			next[k] = paramString(v)
-		}
-	}
 	in.confMu.Lock()
 	defer in.confMu.Unlock()
+	for k, v := range params {
+		s := paramString(v)
+		if rv, bad := in.rejected[k]; managedParams[k] || (bad && rv == s) {
+			continue
+		}
+		next[k] = s
+	}
 	var changed []string
 	for k, v := range next {
 		if old, ok := in.cluster[k]; !ok || old != v {
@@ -226,15 +228,23 @@ func (in *Instance) SetClusterParameters(params map[string]any) []string {
 var badParamRE = regexp.MustCompile(`(?:invalid value for parameter|unrecognized configuration parameter) "([^"]+)"`)
 
 // checkClusterParams makes sure Postgres can load dir's configuration
-// files (a typo in etcd's config key must not keep the next restart from
-// working): it runs `postgres -C port`, and while that fails on a setting
-// that came from the cluster, it drops the setting with a warning and
-// rewrites the file. A failure on anything else is left to the server's
-// own start-up error.
-func (in *Instance) checkClusterParams(ctx context.Context, dir string) error {
+// files after every write (a typo in etcd's config key must neither turn
+// a reload into a no-op, primary_conninfo included, nor keep the next
+// start from working): it runs `postgres -C port`, and while that fails
+// on a setting that came from the cluster, it drops the setting (until
+// its value changes) with a warning and rewrites the file, keeping the
+// replication lines just written. A failure on anything else is left to
+// the server's own error.
+func (in *Instance) checkClusterParams(dir string) error {
+	in.confMu.Lock()
+	none := len(in.cluster) == 0
+	in.confMu.Unlock()
+	if none {
+		return nil
+	}
 	for range 20 {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := run(cctx, commandAs(cctx, in.user, in.bin("postgres"), "-D", dir, "-C", "port"), "check the configuration files")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := run(ctx, commandAs(ctx, in.user, in.bin("postgres"), "-D", dir, "-C", "port"), "check the configuration files")
 		cancel()
 		if err == nil {
 			return nil
@@ -245,10 +255,14 @@ func (in *Instance) checkClusterParams(ctx context.Context, dir string) error {
 		}
 		name := m[1]
 		in.confMu.Lock()
-		_, fromCluster := in.cluster[name]
+		v, fromCluster := in.cluster[name]
 		_, local := in.cfg.Parameters[name]
 		if fromCluster && (!local || slices.Contains(clusterWide, name)) {
 			delete(in.cluster, name)
+			if in.rejected == nil {
+				in.rejected = map[string]string{}
+			}
+			in.rejected[name] = v
 		} else {
 			fromCluster = false
 		}
@@ -257,7 +271,7 @@ func (in *Instance) checkClusterParams(ctx context.Context, dir string) error {
 			return nil
 		}
 		in.log.Warn("ignoring a cluster parameter that Postgres rejects; correct it with pghactl edit-config", "parameter", name, "error", m[0])
-		if err := in.writeConfigKeep(dir, nil, true); err != nil {
+		if err := in.writeConfigOnce(dir, nil, true); err != nil {
 			return err
 		}
 	}
@@ -273,9 +287,6 @@ func (in *Instance) ApplyParameters(ctx context.Context) error {
 		return nil // Start writes them
 	}
 	if err := in.writeConfigKeep(in.cfg.DataDir, nil, true); err != nil {
-		return err
-	}
-	if err := in.checkClusterParams(ctx, in.cfg.DataDir); err != nil {
 		return err
 	}
 	return in.Reload(ctx)
@@ -310,6 +321,14 @@ func (in *Instance) writeConfig(dir string, follow *Primary) error {
 // writeConfigKeep is writeConfig; keep carries over the replication
 // settings (primary_conninfo, primary_slot_name) dir's file has.
 func (in *Instance) writeConfigKeep(dir string, follow *Primary, keep bool) error {
+	if err := in.writeConfigOnce(dir, follow, keep); err != nil {
+		return err
+	}
+	return in.checkClusterParams(dir)
+}
+
+// writeConfigOnce writes the files once, without checking them.
+func (in *Instance) writeConfigOnce(dir string, follow *Primary, keep bool) error {
 	in.confMu.Lock()
 	defer in.confMu.Unlock()
 	params := in.parameters(follow)

@@ -77,6 +77,9 @@ type Instance struct {
 	// the parameters of etcd's config key (SetClusterParameters).
 	confMu  sync.Mutex
 	cluster map[string]string
+	// rejected are cluster parameters Postgres refused, by the value it
+	// refused (checkClusterParams); a new value is tried again.
+	rejected map[string]string
 	// appName is this node's application_name towards its primary
 	// (SetApplicationName); sync is synchronous_standby_names' member
 	// list (SetSyncStandby). Both under confMu.

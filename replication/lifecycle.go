@@ -201,9 +201,6 @@ func (in *Instance) Start(ctx context.Context) error {
 	if err := in.writeConfigKeep(dir, nil, true); err != nil {
 		return err
 	}
-	if err := in.checkClusterParams(ctx, dir); err != nil {
-		return err
-	}
 	if err := in.clearStaleLock(ctx); err != nil {
 		return err
 	}

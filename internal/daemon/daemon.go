@@ -79,6 +79,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	inst.SetApplicationName(cfg.Name) // pg_stat_replication and synchronous_standby_names by member name
+	// The cluster's parameters, for initdb's configuration until etcd's
+	// config key is read (then OnView keeps them current).
+	inst.SetClusterParameters(cfg.Bootstrap.DCS.PostgreSQL.Parameters)
 	d.inst = inst
 	endpoints := cfg.Etcd.Endpoints
 	if cfg.Etcd.Embedded {
@@ -125,6 +128,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 				h(dur)
 			}
 		},
+		OnView: func(v cluster.View) { inst.SetClusterParameters(v.Config.PostgreSQL.Parameters) },
 		OnFailover: func() {
 			for _, h := range d.hooks().failover {
 				h()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -33,16 +34,33 @@ func (d *Daemon) followParameters(ctx context.Context) error {
 		if done && reflect.DeepEqual(want, applied) {
 			continue
 		}
-		changed := d.inst.SetClusterParameters(want)
-		if !done || len(changed) > 0 {
-			if err := d.inst.ApplyParameters(ctx); err != nil {
-				d.log.Warn("cannot apply the cluster's postgresql.parameters; retrying", "err", err)
-				continue
-			}
+		// The HA loop already passed them to the instance (OnView); this
+		// rewrites the running server's file and reloads it.
+		d.inst.SetClusterParameters(want)
+		if err := d.inst.ApplyParameters(ctx); err != nil {
+			d.log.Warn("cannot apply the cluster's postgresql.parameters; retrying", "err", err)
+			continue
 		}
-		if done && len(changed) > 0 {
-			d.log.Info("applied the cluster's postgresql.parameters (reloaded)", "changed", changed)
+		if done {
+			d.log.Info("applied the cluster's postgresql.parameters (reloaded)", "changed", changedKeys(applied, want))
 		}
 		applied, done = maps.Clone(want), true
 	}
+}
+
+// changedKeys lists the parameters that differ between a and b.
+func changedKeys(a, b map[string]any) []string {
+	var out []string
+	for k, v := range b {
+		if w, ok := a[k]; !ok || !reflect.DeepEqual(v, w) {
+			out = append(out, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -99,4 +99,18 @@ func TestClusterParameters(t *testing.T) {
 		}
 		return ""
 	})
+	// A node that starts again gets the cluster's settings in its first
+	// configuration (the standby needs max_connections >= the primary's).
+	rep.Stop()
+	rep.Start()
+	tc.WaitHealthy(2 * time.Minute)
+	tc.WaitFor(30*time.Second, rep.Name+" restarted with the cluster's settings", func() string {
+		if got := show(rep, "max_connections"); got != "60" {
+			return "max_connections = " + got
+		}
+		if m, ok := tc.View().Member(rep.Name); !ok || m.PendingRestart {
+			return rep.Name + " reports pending_restart after its start"
+		}
+		return ""
+	})
 }
