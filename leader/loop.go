@@ -119,6 +119,9 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 		state:    cluster.StateStopped,
 	}
 	l.lease.onGrant = l.republishMember
+	// A leader's first cycle settles synchronous_standby_names either way,
+	// whatever a previous daemon left in the running server's file.
+	l.syncOn = true
 	return l
 }
 

@@ -157,8 +157,10 @@ func syncNames(members []string) string {
 // it rewrites the configuration and reloads when that changes anything.
 func (in *Instance) SetSyncStandby(ctx context.Context, members []string) error {
 	in.confMu.Lock()
-	same := slices.Equal(in.sync, members)
-	in.sync = slices.Clone(members)
+	// The first call rewrites whatever a previous daemon left behind
+	// in a running server's file.
+	same := in.syncSet && slices.Equal(in.sync, members)
+	in.sync, in.syncSet = slices.Clone(members), true
 	in.confMu.Unlock()
 	if same || !in.IsRunning() {
 		return nil

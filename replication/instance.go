@@ -85,6 +85,7 @@ type Instance struct {
 	// list (SetSyncStandby). Both under confMu.
 	appName string
 	sync    []string
+	syncSet bool // SetSyncStandby was called
 }
 
 // SetApplicationName makes name (the member name) this node's
