@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -571,7 +570,5 @@ func (p *Pooler) isAdmin(user string) bool {
 func (p *Pooler) isStats(user string) bool {
 	return slices.Contains(p.cfg.StatsUsers, user)
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func defaultsForShow() config.Pooler { return config.DefaultPooler() }

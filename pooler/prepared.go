@@ -36,12 +36,6 @@ func (r *stmtRegistry) intern(body []byte) *stmtDef {
 	return d
 }
 
-func (r *stmtRegistry) size() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.byQ)
-}
-
 // ensurePrepared makes d exist on s: if missing it queues a Parse whose
 // answer is swallowed, evicting the least recently used statement past
 // max_prepared_statements. c.mu held; the caller writes what is returned

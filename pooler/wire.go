@@ -239,7 +239,6 @@ const ioBufSize = 8192
 
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, ioBufSize) }}
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, ioBufSize) }}
 )
 
 func getReader(r io.Reader) *bufio.Reader {
@@ -251,17 +250,6 @@ func getReader(r io.Reader) *bufio.Reader {
 func putReader(br *bufio.Reader) {
 	br.Reset(nil)
 	readerPool.Put(br)
-}
-
-func getWriter(w io.Writer) *bufio.Writer {
-	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(w)
-	return bw
-}
-
-func putWriter(bw *bufio.Writer) {
-	bw.Reset(nil)
-	writerPool.Put(bw)
 }
 
 // copyBody forwards n bytes from src to dst through src's buffer: no
@@ -286,12 +274,6 @@ func copyBody(dst *bufio.Writer, src *bufio.Reader, n int) error {
 		n -= k
 	}
 	return nil
-}
-
-// discardBody skips n bytes of src.
-func discardBody(src *bufio.Reader, n int) error {
-	_, err := src.Discard(n)
-	return err
 }
 
 // readBody consumes the next n bytes of src. When they fit src's buffer the

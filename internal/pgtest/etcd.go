@@ -97,15 +97,6 @@ func (c *EtcdCluster) Endpoints() []string {
 	return out
 }
 
-// StartEtcdBinary runs a single-member Debian etcd (3.4) in its own
-// process group and returns its client URLs. The test is skipped, saying
-// why, when the binary is missing (scripts/install-deps.sh installs
-// etcd-server; CI always has it).
-func StartEtcdBinary(t testing.TB) []string {
-	t.Helper()
-	return StartEtcdBinaryCluster(t, 1).Endpoints()
-}
-
 // StartEtcdBinaryCluster runs n etcd members on loopback, waits until
 // every member is healthy, and kills them all in t.Cleanup.
 func StartEtcdBinaryCluster(t testing.TB, n int) *EtcdCluster {
@@ -187,12 +178,6 @@ func (m *EtcdMember) Kill() {
 		}
 	}
 }
-
-// Pause stops the member with SIGSTOP; Resume continues it.
-func (m *EtcdMember) Pause() { m.signal(syscall.SIGSTOP) }
-
-// Resume sends SIGCONT.
-func (m *EtcdMember) Resume() { m.signal(syscall.SIGCONT) }
 
 func (m *EtcdMember) signal(sig syscall.Signal) {
 	m.mu.Lock()
