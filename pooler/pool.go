@@ -314,17 +314,14 @@ func (pl *pool) wakeAll() {
 	pl.mu.Unlock()
 }
 
-// usable checks an idle server before reuse: lifetime, target, and the
-// check query after server_check_delay.
+// usable checks an idle server before reuse: fresh's checks, liveness,
+// lifetime, and the check query after server_check_delay.
 func (pl *pool) usable(s *server) bool {
-	if s.closed.Load() || s.closeNeeded.Load() || !s.alive() {
+	if !pl.fresh(s) || !s.alive() {
 		return false
 	}
 	now := time.Now()
 	if lt := pl.p.cfg.ServerLifetime.D(); lt > 0 && now.Sub(s.createdAt) > lt {
-		return false
-	}
-	if !pl.p.targetOK(pl.key.readOnly, s.addr) {
 		return false
 	}
 	if now.Sub(s.lastUsed) >= pl.p.cfg.ServerCheckDelay.D() && pl.p.cfg.ServerCheckQuery != "" {
@@ -410,8 +407,9 @@ func (pl *pool) release(s *server, clean bool) {
 	pl.p.idleChanged()
 }
 
-// fresh is usable's check for a server handed over by release moments
-// ago: only what may have changed since (RECONNECT, a routing change).
+// fresh checks what may have changed since a server's release (closed,
+// RECONNECT, a routing change): all a server handed over by release
+// moments ago needs, and the start of usable.
 func (pl *pool) fresh(s *server) bool {
 	return !s.closed.Load() && !s.closeNeeded.Load() && pl.p.targetOK(pl.key.readOnly, s.addr)
 }

@@ -162,13 +162,10 @@ func (in *Instance) SetSyncStandby(ctx context.Context, members []string) error 
 	same := in.syncSet && slices.Equal(in.sync, members)
 	in.sync, in.syncSet = slices.Clone(members), true
 	in.confMu.Unlock()
-	if same || !in.IsRunning() {
+	if same {
 		return nil
 	}
-	if err := in.writeConfigKeep(in.cfg.DataDir, nil, true); err != nil {
-		return err
-	}
-	return in.Reload(ctx)
+	return in.ApplyParameters(ctx)
 }
 
 // Streaming maps the application_name of each standby streaming from
@@ -196,9 +193,9 @@ func (in *Instance) Streaming(ctx context.Context) (map[string]string, error) {
 // SetClusterParameters sets the cluster-wide parameters (etcd's config
 // key, postgresql.parameters) that the next configuration write uses; the
 // node file's postgresql.parameters take precedence, and the settings pgha
-// manages (listen_addresses, port, primary_conninfo, ...) are ignored. It
-// reports the names whose values changed.
-func (in *Instance) SetClusterParameters(params map[string]any) []string {
+// manages (listen_addresses, port, primary_conninfo, ...) are ignored, as
+// are values Postgres already rejected (checkClusterParams).
+func (in *Instance) SetClusterParameters(params map[string]any) {
 	next := make(map[string]string, len(params))
 	in.confMu.Lock()
 	defer in.confMu.Unlock()
@@ -209,20 +206,7 @@ func (in *Instance) SetClusterParameters(params map[string]any) []string {
 		}
 		next[k] = s
 	}
-	var changed []string
-	for k, v := range next {
-		if old, ok := in.cluster[k]; !ok || old != v {
-			changed = append(changed, k)
-		}
-	}
-	for k := range in.cluster {
-		if _, ok := next[k]; !ok {
-			changed = append(changed, k)
-		}
-	}
-	sort.Strings(changed)
 	in.cluster = next
-	return changed
 }
 
 // badParamRE finds the setting the server complains about in

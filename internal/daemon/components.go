@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -57,8 +56,8 @@ func (d *Daemon) AddComponents(configPath string) error {
 		pcfg.AuthUser, pcfg.AuthQuery = su.Username, defaultAuthQuery
 	}
 	router := &poolerRouter{d: d, kick: make(chan struct{}, 1)}
-	if cfg.Pooler.LocalUnixSocket {
-		router.socket = d.inst.SocketPath()
+	if self, ok := connAddr(cfg.Name, connURL(cfg.PostgreSQL)); ok && cfg.Pooler.LocalUnixSocket {
+		router.self, router.socket = self, d.inst.SocketPath()
 		d.inst.AllowLocalPasswords()
 	}
 	p, err := pooler.New(pcfg, router, d.log)
@@ -96,9 +95,9 @@ func (d *Daemon) AddComponents(configPath string) error {
 type poolerRouter struct {
 	d    *Daemon
 	kick chan struct{}
-	// socket, when set, replaces this node's own address in the targets
-	// (pooler.local_unix_socket).
-	socket string
+	// socket, when set, replaces self, this node's own address, in the
+	// targets (pooler.local_unix_socket).
+	self, socket string
 
 	mu        sync.Mutex
 	fenced    bool
@@ -139,22 +138,11 @@ func (r *poolerRouter) targets(v cluster.View) Targets {
 	if r.socket == "" {
 		return t
 	}
-	self := ""
-	for _, m := range v.Members {
-		if m.Name == r.d.cfg.Name {
-			if up, err := leader.UpstreamFromConnURL(m.Name, m.ConnURL); err == nil {
-				self = net.JoinHostPort(up.Host, fmt.Sprint(up.Port))
-			}
-		}
-	}
-	if self == "" {
-		return t
-	}
-	if t.Primary == self {
+	if t.Primary == r.self {
 		t.Primary = r.socket
 	}
 	for i, a := range t.Replicas {
-		if a == self {
+		if a == r.self {
 			t.Replicas[i] = r.socket
 		}
 	}

@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	d.loop = leader.NewLoop(store, pgAdapter{in: inst}, leader.Options{
 		Name:      cfg.Name,
 		Tags:      cfg.Tags,
-		ConnURL:   "postgres://" + cfg.PostgreSQL.ConnectAddress + "/postgres",
+		ConnURL:   connURL(cfg.PostgreSQL),
 		APIURL:    "http://" + cfg.RESTAPI.ConnectAddress + "/patroni",
 		Bootstrap: cfg.Bootstrap.DCS,
 		OnFence:   d.fence,
@@ -276,11 +276,10 @@ func (d *Daemon) Targets() Targets {
 func TargetsOf(v cluster.View) Targets {
 	var t Targets
 	for _, m := range v.Members {
-		up, err := leader.UpstreamFromConnURL(m.Name, m.ConnURL)
-		if err != nil {
+		addr, ok := connAddr(m.Name, m.ConnURL)
+		if !ok {
 			continue
 		}
-		addr := net.JoinHostPort(up.Host, fmt.Sprint(up.Port))
 		running := m.State == cluster.StateRunning || m.State == cluster.StateStreaming
 		switch {
 		case m.Name == v.Leader && m.Role == cluster.RolePrimary && running:
@@ -291,6 +290,18 @@ func TargetsOf(v cluster.View) Targets {
 	}
 	return t
 }
+
+// connAddr is the host:port of a member's conn_url.
+func connAddr(name, connURL string) (string, bool) {
+	up, err := leader.UpstreamFromConnURL(name, connURL)
+	if err != nil {
+		return "", false
+	}
+	return net.JoinHostPort(up.Host, fmt.Sprint(up.Port)), true
+}
+
+// connURL is this node's conn_url in its member key.
+func connURL(c config.PostgreSQL) string { return "postgres://" + c.ConnectAddress + "/postgres" }
 
 // RequestFailover writes the failover key and wakes the loop.
 func (d *Daemon) RequestFailover(ctx context.Context, f cluster.Failover) error {

@@ -34,9 +34,9 @@ func (d *Daemon) followParameters(ctx context.Context) error {
 		if done && reflect.DeepEqual(want, applied) {
 			continue
 		}
-		// The HA loop already passed them to the instance (OnView); this
-		// rewrites the running server's file and reloads it.
-		d.inst.SetClusterParameters(want)
+		// The HA loop passed them to the instance (OnView) before it
+		// published this view; this rewrites the running server's file
+		// and reloads it.
 		if err := d.inst.ApplyParameters(ctx); err != nil {
 			d.log.Warn("cannot apply the cluster's postgresql.parameters; retrying", "err", err)
 			continue
