@@ -23,6 +23,7 @@ type Config struct {
 	Bootstrap  Bootstrap  `yaml:"bootstrap" json:"bootstrap"`
 	Tags       Tags       `yaml:"tags" json:"tags"`
 	Log        Log        `yaml:"log" json:"log"`
+	Watchdog   Watchdog   `yaml:"watchdog" json:"watchdog"`
 }
 
 // Etcd says how to reach the etcd cluster, or to run an embedded one.
@@ -161,6 +162,7 @@ func Default() Config {
 		Pooler:    DefaultPooler(),
 		Bootstrap: Bootstrap{DCS: DefaultDynamic()},
 		Log:       Log{Level: "info", Format: "text"},
+		Watchdog:  DefaultWatchdog(),
 	}
 }
 

@@ -74,6 +74,7 @@ func (c *Config) Validate() error {
 		p.add("log.format", "%q is not text or json", c.Log.Format)
 	}
 	c.Pooler.validate(&p, "pooler")
+	c.Watchdog.validate(&p, c.Bootstrap.DCS.TTL.D())
 	return p.err()
 }
 

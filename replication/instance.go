@@ -238,38 +238,7 @@ func (in *Instance) withConn(ctx context.Context, fn func(context.Context, *pgx.
 
 // postmasterPID returns the pid from postmaster.pid when that process
 // is alive and is a postgres process, else 0.
-func (in *Instance) postmasterPID() int {
-	b, err := os.ReadFile(filepath.Join(in.cfg.DataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return 0
-	}
-	// A killed postmaster stays a zombie until its parent reaps it, which
-	// some init processes do slowly: it is dead already.
-	if isZombie(pid) {
-		return 0
-	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err == nil && !strings.HasPrefix(strings.TrimSpace(string(comm)), "postgres") {
-		return 0 // pid reused by something else
-	}
-	// Every postgres process works in its data directory: a pid reused
-	// by another cluster's backend has another cwd.
-	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil {
-		want, werr := filepath.EvalSymlinks(in.cfg.DataDir)
-		if werr == nil && filepath.Clean(cwd) != want {
-			return 0
-		}
-	}
-	return pid
-}
+func (in *Instance) postmasterPID() int { return PostmasterPID(in.cfg.DataDir) }
 
 // isZombie reports whether pid has exited but was not reaped yet.
 func isZombie(pid int) bool {

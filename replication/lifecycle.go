@@ -275,33 +275,8 @@ func (in *Instance) clearStaleLock(ctx context.Context) error {
 }
 
 // processesInDataDir lists processes whose working directory is the data
-// directory (every postgres process chdirs there). Processes it cannot
-// inspect are not listed.
-func (in *Instance) processesInDataDir() []int {
-	want, err := filepath.EvalSymlinks(in.cfg.DataDir)
-	if err != nil {
-		return nil
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err != nil || cwd != want {
-			continue
-		}
-		if comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.HasPrefix(string(comm), "postgres") {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+// directory (every postgres process chdirs there).
+func (in *Instance) processesInDataDir() []int { return processesIn(in.cfg.DataDir) }
 
 // checkPortFree fails with ErrPortInUse when the port is taken.
 func (in *Instance) checkPortFree() error {
