@@ -129,6 +129,11 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		return l.pg.Stop(ctx, false)
 
 	case Acquire:
+		// The fence must allow writes before the key is ours: a node the
+		// fence refuses (watchdog.mode required) never leads.
+		if err := l.permit(lease, "take the leader key"); err != nil {
+			return err
+		}
 		c, cancel := ectx()
 		ok, err := l.store.AcquireLeader(c, lease)
 		cancel()
@@ -147,12 +152,20 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 	case AdoptLeader:
 		c, cancel := ectx()
 		defer cancel()
-		return l.store.AdoptLeader(c, lease, f.View.LeaderRevision)
+		if err := l.store.AdoptLeader(c, lease, f.View.LeaderRevision); err != nil {
+			return err
+		}
+		// The running primary now lives on this run's lease: extend the
+		// permission the previous run gave the fence keeper.
+		return l.permit(lease, "adopt the leader key")
 
 	case Promote:
 		return l.promote(ctx, f, lease, a.Why)
 
 	case Restart:
+		if err := l.permit(lease, "restart the primary"); err != nil {
+			return err
+		}
 		l.crashTried = true
 		l.state = cluster.StateStarting
 		timeout := f.View.Config.MasterStartTimeout.D()
@@ -166,8 +179,14 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 	case Release:
 		l.fence()
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_ = l.pg.Stop(sctx, true)
+		err := l.pg.Stop(sctx, true)
 		cancel()
+		if err != nil {
+			// Releasing now could let another node promote while this
+			// server still takes writes: keep the key; the next cycle
+			// tries again, and the lease fences if it runs out.
+			return fmt.Errorf("leader: postgres did not stop; keeping the leader key: %w", err)
+		}
 		c, cancel := ectx()
 		defer cancel()
 		return l.store.ReleaseLeader(c)
@@ -359,6 +378,11 @@ func (l *Loop) fence() {
 // A failed promotion releases the key so another member can try.
 func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why string) error {
 	if f.Local.InRecovery || !f.Local.Running {
+		// Re-check the lease right before the server becomes writable:
+		// taking the key may have taken long enough to eat the margin.
+		if err := l.permit(lease, "promote"); err != nil {
+			return l.releaseAfter(ctx, err)
+		}
 		if !f.Local.Running {
 			if err := l.pg.Start(ctx); err != nil {
 				return l.releaseAfter(ctx, fmt.Errorf("leader: start before promote: %w", err))
@@ -412,6 +436,11 @@ func (l *Loop) bootstrap(ctx context.Context, f Facts, lease clientv3.LeaseID) e
 	cancel()
 	if err != nil || !won {
 		return err
+	}
+	if err := l.permit(lease, "bootstrap"); err != nil {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		defer cancel()
+		return errors.Join(err, l.store.CancelInitialize(c))
 	}
 	l.log.Info("won the initialize race: bootstrapping the cluster")
 	l.state = cluster.StateInitializing

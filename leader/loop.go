@@ -39,7 +39,10 @@ type Options struct {
 	// OnFailover, when set, is called after this node took the leader key
 	// of a cluster that had lost its leader, without a request (metrics).
 	OnFailover func()
-	Log        *slog.Logger
+	// Fence, when set, is told how long this node may take writes (the
+	// fence keeper that outlives the daemon).
+	Fence WriteFence
+	Log   *slog.Logger
 }
 
 // Loop is the HA loop of one member.
@@ -68,6 +71,10 @@ type Loop struct {
 	// primaryRunning is set when the last cycle saw a writable local
 	// Postgres; the fencing watchdog reads it.
 	primaryRunning atomic.Bool
+	// writeLease is the lease that gates this node's writes (its leader
+	// key or initialize claim is bound to it), 0 when none does; the
+	// watchdog goroutine renews the fence's permission while it is set.
+	writeLease atomic.Int64
 
 	// loop-goroutine state
 	role          cluster.Role
@@ -448,6 +455,16 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 	}
 	l.noteRole(local, holds, a.Why)
 	l.primaryRunning.Store(MaybeWritable(local))
+	if viewOK {
+		// A failed read proves nothing: the key stays bound to the lease
+		// while keepalives are acknowledged, and the permission lapses on
+		// its own when they are not.
+		if holds {
+			l.writeLease.Store(int64(l.lease.State().ID))
+		} else {
+			l.writeLease.Store(0)
+		}
+	}
 	if !shuttingDown && viewOK {
 		// A primary never lets an etcd write run past its fencing deadline.
 		wt := cfg.RetryTimeout.D()

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// watchdog polls every 100 ms. It wakes the loop as soon as a primary's
+// watchdog polls every 100 ms. It renews the fence keeper's write
+// permission while this node's writes are gated by a live lease. It wakes the loop as soon as a primary's
 // postmaster dies, and it enforces DESIGN rule 1 even when the loop is
 // stuck in a long action: if the local Postgres was last seen writable and the lease
 // deadline passed by more than a beat, it pauses writes (OnFence) and
@@ -13,6 +14,8 @@ import (
 func (l *Loop) watchdog(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var sent permitSent
+	failing := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -21,6 +24,7 @@ func (l *Loop) watchdog(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
+		l.renewPermit(&sent, &failing)
 		ls := l.lease.State()
 		if !l.primaryRunning.Load() || ls.TTL == 0 {
 			continue

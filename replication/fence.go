@@ -125,3 +125,7 @@ func processesIn(dataDir string) []int {
 	}
 	return pids
 }
+
+// PrepareRunDir creates the run directory (beside the data directory,
+// owned by os_user) if it is missing, for files the daemon keeps there.
+func (in *Instance) PrepareRunDir() error { return in.prepareRunDir() }

@@ -12,9 +12,13 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/pgha/pgha/fence"
 )
 
 func main() {
+	// A daemon starts its fence keeper as this same program.
+	fence.RunKeeperIfAsked()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

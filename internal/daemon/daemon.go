@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/fence"
 	"github.com/pgha/pgha/leader"
 	"github.com/pgha/pgha/replication"
 )
@@ -31,6 +33,10 @@ type Daemon struct {
 	cli  *clientv3.Client
 	inst *replication.Instance
 	loop *leader.Loop
+	// keeper is the fence keeper's client: it stops Postgres when the
+	// write permission runs out while this daemon is dead or frozen.
+	keeper *fence.Client
+	killed bool
 
 	mu         sync.Mutex
 	components map[string]Component
@@ -115,6 +121,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		return nil, fmt.Errorf("daemon: etcd client for %v: %w", endpoints, err)
 	}
 	d.cli = cli
+	d.keeper = fence.NewClient(fence.ClientConfig{
+		DataDir:  cfg.PostgreSQL.DataDir,
+		Socket:   filepath.Join(inst.RunDir(), "fence.sock"),
+		LogFile:  filepath.Join(inst.RunDir(), "fence-keeper.log"),
+		Watchdog: cfg.Watchdog,
+		Prepare:  inst.PrepareRunDir,
+		Log:      d.log,
+	})
 	store := leader.NewStore(cli, cfg.Namespace, cfg.Scope, cfg.Name, d.log)
 	d.loop = leader.NewLoop(store, pgAdapter{in: inst}, leader.Options{
 		Name:      cfg.Name,
@@ -123,6 +137,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		APIURL:    "http://" + cfg.RESTAPI.ConnectAddress + "/patroni",
 		Bootstrap: cfg.Bootstrap.DCS,
 		OnFence:   d.fence,
+		Fence:     keeperFence{d.keeper},
 		OnCycle: func(dur time.Duration) {
 			for _, h := range d.hooks().cycle {
 				h(dur)
@@ -211,6 +226,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 func (d *Daemon) close() {
+	d.mu.Lock()
+	killed := d.killed
+	d.mu.Unlock()
+	if !killed {
+		// A clean stop stopped Postgres (handover): the keeper may go. If
+		// Postgres still runs, the keeper stays and guards the lease.
+		if err := d.keeper.Dismiss(); err != nil {
+			d.log.Warn("fence keeper stays", "err", err)
+		}
+	}
+	d.keeper.Close()
 	if d.cli != nil {
 		d.cli.Close()
 	}
@@ -226,7 +252,23 @@ func (d *Daemon) closeEtcd() {
 // Kill stops the HA loop at once without handing over, stopping Postgres
 // or revoking the lease: what kill -9 of the daemon leaves behind. Tests
 // use it; cancel Run's ctx afterwards.
-func (d *Daemon) Kill() { d.loop.Kill() }
+func (d *Daemon) Kill() {
+	d.mu.Lock()
+	d.killed = true
+	d.mu.Unlock()
+	d.loop.Kill()
+}
+
+// keeperFence adapts the fence keeper's client to the HA loop.
+type keeperFence struct{ c *fence.Client }
+
+func (k keeperFence) Allow(until, acked time.Time, ttl time.Duration) error {
+	err := k.c.Allow(until, acked, ttl)
+	if errors.Is(err, fence.ErrRefused) {
+		return fmt.Errorf("%w: %w", leader.ErrWritesRefused, err)
+	}
+	return err
+}
 
 // Name is this member's name.
 func (d *Daemon) Name() string { return d.cfg.Name }
