@@ -89,6 +89,7 @@ type Loop struct {
 	lastStatusPut time.Time
 	lastDecision  string
 	slotSet       string
+	failed        failures
 	// memberDoc is the member key last published (memberMu).
 	memberMu  sync.Mutex
 	memberDoc cluster.Member
@@ -407,6 +408,12 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		ShuttingDown:      shuttingDown,
 	}
 	a := Decide(f)
+	if l.failed.holds(a, f.Now) {
+		// The same action failed a moment ago: wait out its backoff
+		// instead of retrying at every wake-up.
+		l.log.Debug("ha decision held back", "action", string(a.Kind), "why", l.failed.String())
+		a = act(Nothing, "", "backing off: %s", l.failed.String())
+	}
 	// Actions are INFO; waiting is INFO when its reason changes (numbers
 	// aside), so an operator sees why a node is idle without a line a second.
 	key := string(a.Kind) + strings.Map(func(r rune) rune {
@@ -432,8 +439,10 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		l.publishMember(pctx, local)
 		pcancel()
 	}
-	if err := l.execute(ctx, a, f); err != nil {
-		l.log.Error("ha action failed", "action", string(a.Kind), "target", a.Target, "err", err)
+	err = l.execute(ctx, a, f)
+	if log, repeats := l.failed.record(a, err, time.Now(), cfg.LoopWait.D()); log {
+		l.log.Error("ha action failed", "action", string(a.Kind), "target", a.Target, "err", err,
+			"repeats_not_logged", repeats, "retry_in", time.Until(l.failed.until).Round(time.Millisecond).String())
 	}
 	if a.Kind != Nothing && a.Kind != Keep {
 		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)

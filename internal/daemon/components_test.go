@@ -262,10 +262,16 @@ func TestComponentsSwitchover(t *testing.T) {
 	})
 
 	// The REST API judges candidates from the leader's last view.
-	tc.WaitFor(10*time.Second, lead.Name+" sees "+cand.Name+" streaming", func() string {
+	// Streaming, and close enough to the leader's optime in that view to
+	// be a candidate (under load the published positions lag a cycle).
+	tc.WaitFor(30*time.Second, lead.Name+" sees "+cand.Name+" streaming and caught up", func() string {
 		v, _ := lead.D.View()
-		if m, _ := v.Member(cand.Name); m.State != cluster.StateStreaming {
+		m, _ := v.Member(cand.Name)
+		if m.State != cluster.StateStreaming {
 			return fmt.Sprintf("%s is %s", cand.Name, m.State)
+		}
+		if lag := v.Status.Optime - max(m.ReplayLSN, m.ReceiveLSN, m.XLogLocation); lag > int64(v.Config.MaximumLagOnFailover) {
+			return fmt.Sprintf("%s lags %d bytes in %s's view", cand.Name, lag, lead.Name)
 		}
 		return ""
 	})
