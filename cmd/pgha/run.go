@@ -47,6 +47,27 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// SIGUSR2 detaches: the daemon exits at once and leaves Postgres
+	// running as it is, its lease and leader key in place and the fence
+	// keeper guarding them; a daemon started again within the lease
+	// adopts it (an upgrade without a switchover).
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	detached := false
+	d.Add("sigusr2", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+		case <-usr2:
+			log.Warn("SIGUSR2: detaching: postgres keeps running under the fence keeper; start pgha again before the lease runs out to adopt it")
+			detached = true
+			d.Kill()
+			cancel()
+		}
+		return nil
+	})
 	d.Add("sighup", func(ctx context.Context) error {
 		for {
 			select {
@@ -61,9 +82,17 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer) error {
 	})
 	log.Info("pgha starting", "member", cfg.Name, "scope", cfg.Scope, "postgres", cfg.PostgreSQL.Listen)
 	err = d.Run(ctx)
+	if detached {
+		log.Info("pgha detached", "member", cfg.Name)
+		return &exitError{code: ExitDetached, msg: "detached (SIGUSR2): postgres left running for the next daemon to adopt"}
+	}
 	log.Info("pgha stopped", "member", cfg.Name)
 	return err
 }
+
+// ExitDetached is pgha run's exit status after SIGUSR2 (EX_TEMPFAIL):
+// a service manager should start it again at once.
+const ExitDetached = 75
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level

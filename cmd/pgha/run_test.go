@@ -19,6 +19,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgtest"
 	"github.com/pgha/pgha/leader"
+	"github.com/pgha/pgha/replication"
 )
 
 // syncBuffer is a bytes.Buffer safe for the daemon's logger and the test.
@@ -100,6 +101,32 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 		_, m := member()
 		return m.Tags.NoLoadBalance
 	})
+
+	// SIGUSR2 detaches: pgha exits 75 and leaves the primary running; a
+	// new run adopts it (same postmaster, same leader, no switchover).
+	pid := replication.PostmasterPID(c.PostgreSQL.DataDir)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if exitCode(err) != ExitDetached {
+			t.Fatalf("run after SIGUSR2: %v (exit %d), want exit %d", err, exitCode(err), ExitDetached)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("pgha run did not detach")
+	}
+	if got := replication.PostmasterPID(c.PostgreSQL.DataDir); got == 0 || got != pid {
+		t.Fatalf("postmaster %d after detaching, want %d still running", got, pid)
+	}
+	go func() { done <- run(ctx, []string{"pgha", "run", "-c", path}, &out, &errOut) }()
+	waitUntil(t, time.Minute, "the next run leads with its own lease", &errOut, func() bool {
+		v, m := member()
+		return v.Leader == "run1" && m.Role == cluster.RolePrimary && strings.Contains(errOut.String(), "action=adopt_leader")
+	})
+	if got := replication.PostmasterPID(c.PostgreSQL.DataDir); got != pid {
+		t.Fatalf("postmaster %d after the next run adopted it, want the same %d", got, pid)
+	}
 
 	cancel()
 	select {
