@@ -64,6 +64,7 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 	c.Etcd.DataDir = filepath.Join(t.TempDir(), "etcd")
 	c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
 	c.RESTAPI.ConnectAddress = c.RESTAPI.Listen
+	c.Pooler.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
 	c.Log.Level = "debug"
 	node := pgtest.NewNodeFromConfig(t, "run1", c.PostgreSQL) // teardown if the test fails
 	path := filepath.Join(t.TempDir(), "run1.yml")
@@ -81,6 +82,11 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 	}
 	defer cli.Close()
 	member := func() (cluster.View, cluster.Member) {
+		select {
+		case err := <-done:
+			t.Fatalf("pgha run ended early: %v; daemon log:\n%s", err, errOut.String())
+		default:
+		}
 		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
 		defer rcancel()
 		v, _ := leader.ReadView(rctx, cli, "/service/", "runtest")
