@@ -192,6 +192,13 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		return l.store.ReleaseLeader(c)
 
 	case Switchover, Handover:
+		// A checkpoint while writes still flow makes the shutdown
+		// checkpoint (inside the write gap) short.
+		cctx, ccancel := context.WithTimeout(ctx, checkpointBound)
+		if err := l.pg.Checkpoint(cctx); err != nil {
+			l.log.Warn("checkpoint before the planned stop", "err", err)
+		}
+		ccancel()
 		// Poolers stop routing here first (the local one through the
 		// fence hook, the others through the published state).
 		l.fence()
@@ -398,6 +405,13 @@ func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why
 		if err := l.pg.Promote(ctx); err != nil {
 			return l.releaseAfter(ctx, err)
 		}
+		// Announce the new primary the moment it takes writes: every
+		// pooler routes to it from this member key, not from the end of
+		// the cycle. Then ready it for pg_rewind of the old primary.
+		l.announcePrimary(ctx, why)
+		if err := l.pg.FinishPromote(ctx); err != nil {
+			l.log.Warn("after promote", "err", err)
+		}
 		hist := append([]cluster.HistoryEntry(nil), f.View.History...)
 		hist = append(hist, cluster.HistoryEntry{Timeline: f.Local.Timeline, LSN: f.Local.Position, Reason: why, Timestamp: time.Now(), NewLeader: l.opt.Name})
 		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -505,7 +519,9 @@ func (l *Loop) bootstrap(ctx context.Context, f Facts, lease clientv3.LeaseID) e
 // pooler has seen the announcement before the server stops.
 const (
 	drainTimeout = 2 * time.Second
-	drainNotice  = 300 * time.Millisecond
+	drainNotice  = 100 * time.Millisecond
+	// checkpointBound bounds the checkpoint before a planned stop.
+	checkpointBound = 30 * time.Second
 )
 
 // drain prepares a planned stop of the primary (switchover, handover): it
@@ -534,7 +550,26 @@ func (l *Loop) drain(ctx, ectx context.Context, local Local) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// announcePrimary publishes this member as the running primary right
+// after its promotion, and hands the fresh view to this node's own
+// subscribers (pooler, REST API), so that writes resume without waiting
+// for the rest of the cycle (checkpoint, history, slots).
+func (l *Loop) announcePrimary(ctx context.Context, why string) {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	local, err := l.pg.Status(sctx)
+	if err != nil {
+		l.log.Warn("status after promote", "err", err)
+		return
+	}
+	l.noteRole(local, true, why)
+	l.publishMember(sctx, local)
+	if s, err := l.store.Read(sctx); err == nil {
+		l.publishView(s.View)
 	}
 }

@@ -13,6 +13,8 @@ func (noPostgres) Bootstrap(context.Context) error                      { return
 func (noPostgres) Start(context.Context) error                          { return nil }
 func (noPostgres) Stop(context.Context, bool) error                     { return nil }
 func (noPostgres) Promote(context.Context) error                        { return nil }
+func (noPostgres) FinishPromote(context.Context) error                  { return nil }
+func (noPostgres) Checkpoint(context.Context) error                     { return nil }
 func (noPostgres) Demote(context.Context, *Upstream) error              { return nil }
 func (noPostgres) Follow(context.Context, Upstream) error               { return nil }
 func (noPostgres) Clone(context.Context, Upstream) error                { return nil }

@@ -187,6 +187,19 @@ func (l *Loop) publish(v cluster.View, ok bool, local Local, isLeader bool) {
 	}
 }
 
+// publishView hands subscribers a view just read from etcd, keeping the
+// loop's own state (local Postgres, leadership) as last published.
+func (l *Loop) publishView(v cluster.View) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	notable := !l.viewOK || routingKey(v) != routingKey(l.view)
+	l.view, l.viewOK, l.lastSeen = v, true, time.Now()
+	if notable {
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+}
+
 // routingKey is what subscribers act on in a view: leader, pause, pending
 // failover, and each member's role, state, address and load-balancing tag
 // (positions, which move every cycle, are left out).
@@ -364,6 +377,9 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		if l.opt.OnView != nil {
 			l.opt.OnView(v)
 		}
+		// Subscribers (the pooler's routing above all) get the new view
+		// now, not after peers are asked and an action is carried out.
+		l.publishView(v)
 		if cfg.TTL > 0 && cfg.TTL.D() != ls.TTL && ls.ID != 0 {
 			// A new ttl applies at the next grant. A non-leader regrants
 			// now (its member key is republished this cycle); the leader

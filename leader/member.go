@@ -15,7 +15,10 @@ import (
 // their REST API.
 func (l *Loop) peers(ctx context.Context, v cluster.View, viewOK bool, local Local) []Peer {
 	ps := peersOf(v, l.opt.Name)
-	if viewOK && v.Leader == "" && v.Initialize != "" && local.Running {
+	named := v.Failover != nil && v.Failover.Member == l.opt.Name
+	if viewOK && v.Leader == "" && v.Initialize != "" && local.Running && !named {
+		// A named candidate takes the key whatever its peers' positions:
+		// asking them would only delay a switchover.
 		ps = probePeers(ctx, l.http, v, ps)
 	}
 	return ps

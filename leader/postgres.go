@@ -23,8 +23,14 @@ type Postgres interface {
 	Start(ctx context.Context) error
 	// Stop stops the server: fast, or immediate when fencing.
 	Stop(ctx context.Context, immediate bool) error
-	// Promote turns the running replica into a primary accepting writes.
+	// Promote turns the running replica into a primary and returns as soon
+	// as it accepts writes; FinishPromote then readies it for pg_rewind of
+	// the old primary (checkpoint) and drops its upstream settings.
 	Promote(ctx context.Context) error
+	FinishPromote(ctx context.Context) error
+	// Checkpoint runs CHECKPOINT (before a planned stop, so the shutdown
+	// checkpoint is short).
+	Checkpoint(ctx context.Context) error
 	// Demote (re)starts the server as a standby of up; nil up means a
 	// standby with no upstream (read-only, waiting for a leader).
 	Demote(ctx context.Context, up *Upstream) error

@@ -326,27 +326,41 @@ func (in *Instance) LogTail(n int) string { return tailFrom(in.LogPath(), 0, n) 
 
 // Stop stops the server with mode and waits for it to exit, bounded by
 // pg_ctl_timeout and ctx. It is a no-op when the server is not running.
+// Like pg_ctl stop it signals the postmaster (SIGTERM smart, SIGINT fast,
+// SIGQUIT immediate) and waits for it to go, but it looks every 10 ms
+// rather than every 100 ms: a planned switchover waits on this.
 func (in *Instance) Stop(ctx context.Context, mode StopMode) error {
+	var sig syscall.Signal
 	switch mode {
-	case StopSmart, StopFast, StopImmediate:
-	case "":
-		mode = StopFast
+	case StopSmart:
+		sig = syscall.SIGTERM
+	case StopFast, "":
+		mode, sig = StopFast, syscall.SIGINT
+	case StopImmediate:
+		sig = syscall.SIGQUIT
 	default:
 		return fmt.Errorf("replication: stop mode %q is not smart, fast or immediate", mode)
 	}
-	if !in.IsRunning() {
+	pid := in.postmasterPID()
+	if pid == 0 {
 		return nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, in.timeout+5*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, in.timeout)
 	defer cancel()
 	in.log.Info("stopping postgres", "mode", string(mode))
-	secs := strconv.Itoa(int(in.timeout.Seconds()))
-	cmd := commandAs(sctx, in.user, in.bin("pg_ctl"), "stop", "-D", in.cfg.DataDir, "-m", string(mode), "-w", "-t", secs, "-s")
-	if _, err := run(sctx, cmd, "stop postgres ("+string(mode)+")"); err != nil {
-		if !in.IsRunning() {
-			return nil
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("replication: stop postgres (%s): signal postmaster %d: %w", mode, pid, err)
+	}
+	_ = syscall.Kill(pid, syscall.SIGCONT) // a stopped (SIGSTOP) postmaster acts on it too
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for in.postmasterPID() != 0 {
+		select {
+		case <-sctx.Done():
+			return fmt.Errorf("replication: stop postgres (%s): postmaster %d still running: %w; server log:\n%s",
+				mode, pid, context.Cause(sctx), in.LogTail(10))
+		case <-tick.C:
 		}
-		return err
 	}
 	return nil
 }
@@ -371,61 +385,81 @@ func (in *Instance) Reload(ctx context.Context) error {
 }
 
 // Promote turns a running replica into a primary and returns once it
-// accepts writes (pg_is_in_recovery() is false), bounded by
-// pg_ctl_timeout and ctx. Promoting a primary is a no-op.
+// accepts writes and is ready for pg_rewind against it (PromoteFast, then
+// FinishPromote), bounded by pg_ctl_timeout and ctx. Promoting a primary
+// is a no-op.
 func (in *Instance) Promote(ctx context.Context) error {
+	if err := in.PromoteFast(ctx); err != nil {
+		return err
+	}
+	return in.FinishPromote(ctx)
+}
+
+// PromoteFast asks a running replica to promote (pg_promote without
+// waiting) and returns as soon as pg_is_in_recovery() is false: the server
+// takes writes. It looks every 10 ms (pg_ctl promote -w looks every
+// 100 ms). Call FinishPromote next.
+func (in *Instance) PromoteFast(ctx context.Context) error {
 	if !in.IsRunning() {
 		return fmt.Errorf("%w: cannot promote %s", ErrNotRunning, in.cfg.DataDir)
 	}
 	pctx, cancel := context.WithTimeout(ctx, in.timeout+5*time.Second)
 	defer cancel()
-	inRecovery, err := in.inRecovery(pctx)
-	if err != nil {
-		return err
-	}
-	if inRecovery {
+	return in.withConn(pctx, func(ctx context.Context, c *pgx.Conn) error {
+		var inRecovery bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			return fmt.Errorf("replication: promote: %w", err)
+		}
+		if !inRecovery {
+			return nil
+		}
 		in.log.Info("promoting postgres")
-		secs := strconv.Itoa(int(in.timeout.Seconds()))
-		if _, err := run(pctx, commandAs(pctx, in.user, in.bin("pg_ctl"), "promote", "-D", in.cfg.DataDir, "-w", "-t", secs, "-s"), "promote postgres"); err != nil {
-			return err
+		var asked bool
+		if err := c.QueryRow(ctx, "SELECT pg_promote(false)").Scan(&asked); err != nil || !asked {
+			return fmt.Errorf("replication: promote: pg_promote did not signal the startup process (%v)", err)
 		}
-	}
-	for {
-		inRecovery, err = in.inRecovery(pctx)
-		if err == nil && !inRecovery {
-			break
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+				return fmt.Errorf("replication: promote: %w", err)
+			}
+			if !inRecovery {
+				in.log.Info("postgres promoted: accepting writes")
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("replication: promote: still in recovery after %s: %w", in.timeout, context.Cause(ctx))
+			case <-tick.C:
+			}
 		}
-		select {
-		case <-pctx.Done():
-			return fmt.Errorf("replication: promote: still in recovery after %s: %w", in.timeout, context.Cause(pctx))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	// Write the new timeline into the control file now, as Patroni does:
-	// pg_rewind on the old primary reads it from there.
-	if err := in.withConn(pctx, func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, "CHECKPOINT")
-		return err
-	}); err != nil {
+	})
+}
+
+// FinishPromote completes a promotion once the server takes writes: a
+// checkpoint writes the new timeline into the control file (pg_rewind of
+// the old primary reads it there, as with Patroni), and the configuration
+// loses primary_conninfo (Postgres removed standby.signal itself).
+func (in *Instance) FinishPromote(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, in.timeout+5*time.Second)
+	defer cancel()
+	if err := in.Checkpoint(pctx); err != nil {
 		return fmt.Errorf("replication: checkpoint after promote: %w", err)
 	}
-	// Postgres removed standby.signal; drop primary_conninfo too.
 	if err := in.writeConfig(in.cfg.DataDir, nil); err != nil {
 		return err
 	}
-	if err := in.Reload(ctx); err != nil {
-		return err
-	}
-	in.log.Info("postgres promoted: accepting writes")
-	return nil
+	return in.Reload(pctx)
 }
 
-func (in *Instance) inRecovery(ctx context.Context) (bool, error) {
-	var r bool
-	err := in.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
-		return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&r)
+// Checkpoint runs CHECKPOINT on the running server (before a planned
+// stop it makes the shutdown checkpoint short).
+func (in *Instance) Checkpoint(ctx context.Context) error {
+	return in.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "CHECKPOINT")
+		return err
 	})
-	return r, err
 }
 
 // Demote turns this node into a replica of primary: stop (fast),

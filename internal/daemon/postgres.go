@@ -62,7 +62,11 @@ func (p pgAdapter) Alive() bool { return p.in.IsRunning() }
 
 func (p pgAdapter) Bootstrap(ctx context.Context) error { return p.in.Init(ctx) }
 func (p pgAdapter) Start(ctx context.Context) error     { return p.in.Start(ctx) }
-func (p pgAdapter) Promote(ctx context.Context) error   { return p.in.Promote(ctx) }
+func (p pgAdapter) Promote(ctx context.Context) error   { return p.in.PromoteFast(ctx) }
+func (p pgAdapter) FinishPromote(ctx context.Context) error {
+	return p.in.FinishPromote(ctx)
+}
+func (p pgAdapter) Checkpoint(ctx context.Context) error { return p.in.Checkpoint(ctx) }
 
 func (p pgAdapter) Stop(ctx context.Context, immediate bool) error {
 	mode := replication.StopFast
