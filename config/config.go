@@ -18,6 +18,7 @@ type Config struct {
 	Name       string     `yaml:"name" json:"name"`
 	Etcd       Etcd       `yaml:"etcd" json:"etcd"`
 	RESTAPI    RESTAPI    `yaml:"restapi" json:"restapi"`
+	Ctl        Ctl        `yaml:"ctl" json:"ctl"`
 	PostgreSQL PostgreSQL `yaml:"postgresql" json:"postgresql"`
 	Pooler     Pooler     `yaml:"pooler" json:"pooler"`
 	Bootstrap  Bootstrap  `yaml:"bootstrap" json:"bootstrap"`
@@ -52,6 +53,14 @@ type RESTAPI struct {
 	CertFile       string    `yaml:"certfile" json:"certfile"`
 	KeyFile        string    `yaml:"keyfile" json:"keyfile"`
 	CAFile         string    `yaml:"cafile" json:"cafile"`
+	// VerifyClient is Patroni's client-certificate check: none (default),
+	// optional (unsafe methods need a certificate signed by cafile) or
+	// required (every request does).
+	VerifyClient string `yaml:"verify_client" json:"verify_client"`
+	// AllowUnauthenticatedWrites lets a REST API that listens beyond
+	// loopback accept unsafe methods without authentication (see
+	// validateRESTAPI).
+	AllowUnauthenticatedWrites bool `yaml:"allow_unauthenticated_writes" json:"allow_unauthenticated_writes"`
 }
 
 // BasicAuth is a username and password pair for HTTP basic auth.

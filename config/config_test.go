@@ -31,7 +31,7 @@ func TestParseProblems(t *testing.T) {
 		{"valid minimal", base, nil, nil},
 		{"unknown top-level key", base + "scopee: x\n", nil, []string{`scopee: unknown key (did you mean "scope"?)`}},
 		{"unknown nested key", base + "restapi:\n  lisen: 1.2.3.4:1\n", nil, []string{`restapi.lisen: unknown key (did you mean "listen"?)`}},
-		{"unknown key far from any", base + "zzzzzzzz: 1\n", nil, []string{"zzzzzzzz: unknown key (known keys: bootstrap, etcd,"}},
+		{"unknown key far from any", base + "zzzzzzzz: 1\n", nil, []string{"zzzzzzzz: unknown key (known keys: bootstrap, ctl, etcd,"}},
 		{"wrong type bool", base + "tags:\n  nofailover: maybe\n", nil, []string{"tags.nofailover: wrong type: got str `maybe`, want true or false"}},
 		{"wrong type list", base + "postgresql:\n  data_dir: /d\n  pg_hba: 5\n", nil, []string{"postgresql.pg_hba: wrong type"}},
 		{"mapping expected", base + "restapi: 5\n", nil, []string{"restapi: want a mapping of keys"}},

@@ -58,6 +58,7 @@ func (c *Config) Validate() error {
 	if c.RESTAPI.Authentication.Username != "" && c.RESTAPI.Authentication.Password == "" {
 		p.add("restapi.authentication.password", "missing: a username without a password would lock out every unsafe request")
 	}
+	c.validateRESTAPI(&p)
 	c.validatePostgres(&p)
 	validateDynamic(&p, "bootstrap.dcs", c.Bootstrap.DCS)
 	if c.Tags.FailoverPriority != nil && *c.Tags.FailoverPriority < 0 {

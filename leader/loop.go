@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -22,9 +23,12 @@ type Options struct {
 	Name string
 	Tags config.Tags
 	// ConnURL (postgres://host:port/postgres) and APIURL
-	// (http://host:port/patroni) are published in the member key.
+	// (http or https://host:port/patroni) are published in the member key.
 	ConnURL string
 	APIURL  string
+	// PeerTLS is how peers' https REST APIs are checked and this node
+	// shows itself to them (restapi.ClientTLS); nil: system roots.
+	PeerTLS *tls.Config
 	// Bootstrap seeds the config key when the cluster has none.
 	Bootstrap config.DynamicConfig
 	// OnFence is called first when this node must stop taking writes
@@ -118,7 +122,7 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 		pg:       pg,
 		opt:      opt,
 		log:      log,
-		http:     &http.Client{Timeout: peerTimeout},
+		http:     peerClient(opt.PeerTLS),
 		wake:     make(chan struct{}, 1),
 		requests: make(chan request),
 		killed:   make(chan struct{}),

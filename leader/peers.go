@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,16 @@ import (
 
 // peerTimeout bounds the REST probe of all peers together.
 const peerTimeout = 700 * time.Millisecond
+
+// peerClient is the HTTP client the loop asks peers' REST APIs with. tc
+// (built by restapi.ClientTLS from ctl and restapi.cafile) checks an
+// https api_url's certificate and presents this node's client
+// certificate; nil checks against the system's roots and presents none.
+func peerClient(tc *tls.Config) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return &http.Client{Timeout: peerTimeout, Transport: tr}
+}
 
 // peerDoc is the part of a peer's GET /patroni document (Patroni's
 // format) the failover check reads.

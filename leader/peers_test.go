@@ -2,12 +2,14 @@ package leader
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/internal/testcert"
 )
 
 func TestProbePeers(t *testing.T) {
@@ -44,6 +46,47 @@ func TestProbePeers(t *testing.T) {
 	for _, p := range got {
 		if w := want[p.Name]; p.Position != w.Position || p.Running != w.Running || p.InRecovery != w.InRecovery {
 			t.Errorf("peer %s = %+v, want %+v", p.Name, p, w)
+		}
+	}
+}
+
+// TestProbePeersOverTLS: a peer whose API serves https and wants a client
+// certificate (verify_client: required) is asked with the CA and client
+// certificate the node is configured with; without them the probe falls
+// back to the member key.
+func TestProbePeersOverTLS(t *testing.T) {
+	ca := testcert.NewCA(t)
+	serverCert, serverKey := ca.Server(t)
+	clientCert, clientKey := ca.Client(t, "node1")
+	sc, err := tls.LoadX509KeyPair(serverCert, serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"state":"running","role":"replica","xlog":{"received_location":7000,"replayed_location":6000}}`))
+	}))
+	peer.TLS = &tls.Config{Certificates: []tls.Certificate{sc}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}
+	peer.StartTLS()
+	t.Cleanup(peer.Close)
+	v := cluster.View{Members: []cluster.Member{
+		{Name: "b", APIURL: peer.URL + "/patroni", XLogLocation: 100, State: cluster.StateRunning, Role: cluster.RoleReplica},
+	}}
+	cc, err := tls.LoadX509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		tc   *tls.Config
+		want int64
+	}{
+		{"CA and client certificate", &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{cc}}, 7000},
+		{"no TLS settings", nil, 100},
+		{"CA without client certificate", &tls.Config{RootCAs: ca.Pool}, 100},
+	} {
+		got := probePeers(context.Background(), peerClient(c.tc), v, peersOf(v, "a"))
+		if len(got) != 1 || got[0].Position != c.want {
+			t.Errorf("%s: peers = %+v, want position %d", c.name, got, c.want)
 		}
 	}
 }

@@ -79,7 +79,7 @@ func TestSwitchoverFailoverStatusCodes(t *testing.T) {
 		{"not JSON", "POST", "/switchover", `leader=node1`, nil, 400, "want a JSON object"},
 		{"JSON array", "POST", "/switchover", `["node1"]`, nil, 400, "want a JSON object"},
 		{"wrong field type", "POST", "/switchover", `{"leader":1}`, nil, 400, `"leader" must be a string`},
-		{"body over 1 MiB", "POST", "/switchover", big, nil, 400, "larger than"},
+		{"body over 1 MiB", "POST", "/switchover", big, nil, 413, "larger than 1048576 bytes"},
 		{"cancel scheduled switchover", "DELETE", "/switchover", ``,
 			func(n *fakeNode, a *fakeActions) {
 				at := time.Now().Add(time.Hour)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
+	"strings"
 
 	"github.com/pgha/pgha/config"
 )
@@ -73,15 +75,38 @@ func DecodeDynamic(m map[string]any) (config.DynamicConfig, error) {
 	if err != nil {
 		return d, fmt.Errorf("%w: config: %v", ErrBadRequest, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
+	if err := decodeStrict(b, &d); err != nil {
+		// A value's own decoder (durations, sizes) does not say which key
+		// it was decoding. Keys decode in sorted order (json.Marshal sorts
+		// them), so the first key that fails alone is the one to name.
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			one, _ := json.Marshal(map[string]any{k: m[k]})
+			scratch := config.DefaultDynamic()
+			if decodeStrict(one, &scratch) != nil {
+				if strings.Contains(err.Error(), k) {
+					break
+				}
+				return d, fmt.Errorf("%w: config: %s: %v", ErrBadRequest, k, err)
+			}
+		}
 		return d, fmt.Errorf("%w: config: %v", ErrBadRequest, err)
 	}
 	if err := config.ValidateDynamicConfig(d); err != nil {
 		return d, fmt.Errorf("%w: config: %v", ErrBadRequest, err)
 	}
 	return d, nil
+}
+
+// decodeStrict decodes JSON into v, refusing unknown keys.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +123,7 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 func (s *Server) patchConfig(w http.ResponseWriter, r *http.Request) {
 	patch, err := readJSON(w, r, false)
 	if err != nil {
-		writeText(w, http.StatusBadRequest, err.Error())
+		badBody(w, err)
 		return
 	}
 	v, ok := s.node.View()
@@ -138,7 +163,7 @@ func (s *Server) patchConfig(w http.ResponseWriter, r *http.Request) {
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	body, err := readJSON(w, r, false)
 	if err != nil {
-		writeText(w, http.StatusBadRequest, err.Error())
+		badBody(w, err)
 		return
 	}
 	d, err := DecodeDynamic(body)

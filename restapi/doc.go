@@ -4,6 +4,11 @@
 // /config), the management requests (switchover, failover, restart,
 // reload, reinitialize, config PATCH/PUT) and Prometheus /metrics.
 //
+// The unsafe methods are guarded (guard.go): authentication (basic auth or
+// verify_client), JSON bodies, and no requests from other sites' web pages
+// or for other hosts (DNS rebinding). ClientTLS is the one rule for how
+// REST clients (pghactl, peer probes) reach an https API.
+//
 // restapi reads the cluster through the Node interface and acts through the
 // Actions interface, both declared here; cmd/ wires the daemon into them.
 // It must never import an etcd client, leader/, replication/ or pooler/,

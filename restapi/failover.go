@@ -64,7 +64,7 @@ func (s *Server) postFailover(w http.ResponseWriter, r *http.Request) {
 func (s *Server) failover(w http.ResponseWriter, r *http.Request, action string) {
 	body, err := readJSON(w, r, false)
 	if err != nil {
-		writeText(w, http.StatusBadRequest, err.Error())
+		badBody(w, err)
 		return
 	}
 	var req failoverRequest

@@ -3,8 +3,11 @@ package restapi
 import (
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/config"
 )
 
 // postRestart is POST /restart: restart the local Postgres now. Body
@@ -14,7 +17,7 @@ import (
 func (s *Server) postRestart(w http.ResponseWriter, r *http.Request) {
 	body, err := readJSON(w, r, true)
 	if err != nil {
-		writeText(w, http.StatusBadRequest, err.Error())
+		badBody(w, err)
 		return
 	}
 	v, _ := s.node.View()
@@ -40,15 +43,18 @@ func (s *Server) postRestart(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case "timeout":
-			if n, ok := val.(float64); !ok || n <= 0 {
-				if s, ok := val.(string); !ok || s == "" {
-					writeText(w, http.StatusBadRequest, "Timeout should be a positive number of seconds")
-					return
-				}
+			if !positiveTimeout(val) {
+				writeText(w, http.StatusBadRequest, "Timeout should be a positive number of seconds")
+				return
 			}
 		case "postgres_version":
-			if _, ok := val.(string); !ok {
+			s, ok := val.(string)
+			if !ok {
 				writeText(w, http.StatusBadRequest, fmt.Sprintf("postgres_version %v is not a version string such as 15.4", val))
+				return
+			}
+			if _, err := postgresVersionToInt(s); err != nil {
+				writeText(w, http.StatusBadRequest, err.Error())
 				return
 			}
 		case "restart_pending":
@@ -66,6 +72,13 @@ func (s *Server) postRestart(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, "restart conditions are not satisfied")
 		return
 	}
+	// Patroni restarts only a server older than postgres_version.
+	if pv, ok := body["postgres_version"].(string); ok && f.st.ServerVersion > 0 {
+		if want, _ := postgresVersionToInt(pv); want <= f.st.ServerVersion {
+			writeText(w, http.StatusServiceUnavailable, "restart conditions are not satisfied")
+			return
+		}
+	}
 	if err := s.actions.Restart(r.Context()); err != nil {
 		s.log.Warn("restart failed", "err", err)
 		writeText(w, statusFor(err), "restart failed: "+err.Error())
@@ -81,8 +94,13 @@ func (s *Server) deleteRestart(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusNotFound, "no restarts are scheduled")
 }
 
-// postReload is POST /reload: re-read the configuration file.
+// postReload is POST /reload: re-read the configuration file. It takes
+// no parameters; a body, if any, must still be a JSON object.
 func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
+	if _, err := readJSON(w, r, true); err != nil {
+		badBody(w, err)
+		return
+	}
 	if err := s.actions.Reload(r.Context()); err != nil {
 		writeText(w, statusFor(err), "reload failed: "+err.Error())
 		return
@@ -95,7 +113,7 @@ func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
 func (s *Server) postReinitialize(w http.ResponseWriter, r *http.Request) {
 	body, err := readJSON(w, r, true)
 	if err != nil {
-		writeText(w, http.StatusBadRequest, err.Error())
+		badBody(w, err)
 		return
 	}
 	force := false
@@ -118,4 +136,39 @@ func (s *Server) postReinitialize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeText(w, http.StatusOK, "reinitialize started")
+}
+
+// positiveTimeout reports whether a restart timeout is a positive number
+// of seconds: a JSON number, or a string such as "30", "30s" or "2m"
+// (Patroni's parse_int with unit s).
+func positiveTimeout(v any) bool {
+	switch x := v.(type) {
+	case float64:
+		return x > 0
+	case string:
+		d, err := config.ParseDuration(x)
+		return err == nil && d > 0
+	}
+	return false
+}
+
+// postgresVersionToInt is Patroni's postgres_version_to_int: "15.4" ->
+// 150004, "9.6.24" -> 90624, with Patroni's messages for what it refuses.
+func postgresVersionToInt(v string) (int, error) {
+	parts := strings.Split(v, ".")
+	nums := make([]int, 0, 3)
+	for _, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 99 {
+			return 0, fmt.Errorf("Invalid PostgreSQL version: %s", v)
+		}
+		nums = append(nums, n)
+	}
+	if len(nums) < 2 || len(nums) > 3 || (len(nums) == 2 && nums[0] < 10) {
+		return 0, fmt.Errorf("Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: %s", v)
+	}
+	if len(nums) == 2 {
+		nums = []int{nums[0], 0, nums[1]}
+	}
+	return nums[0]*10000 + nums[1]*100 + nums[2], nil
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/pgha/pgha/config"
 )
 
-// MaxBodyBytes bounds a request body; larger bodies answer 400.
+// MaxBodyBytes bounds a request body; larger bodies answer 413.
 const MaxBodyBytes = 1 << 20
 
 // localTimeout bounds Node.Local for one request.
@@ -37,6 +37,7 @@ type Server struct {
 	handler http.Handler
 	started time.Time
 	metrics *HAMetrics
+	hosts   *hostPolicy
 
 	// PollInterval and PollTimeout bound how long a switchover or failover
 	// request waits for the new leader (Patroni waits 20 s).
@@ -62,7 +63,8 @@ func New(cfg config.RESTAPI, node Node, actions Actions, registry *prometheus.Re
 		registry = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, node: node, actions: actions, log: logger.With("component", "restapi"),
-		started: time.Now(), PollInterval: 250 * time.Millisecond, PollTimeout: 20 * time.Second, Now: time.Now}
+		started: time.Now(), PollInterval: 250 * time.Millisecond, PollTimeout: 20 * time.Second, Now: time.Now,
+		hosts: newHostPolicy(cfg)}
 	m, err := registerMetrics(registry, s)
 	if err != nil {
 		return nil, err
@@ -151,7 +153,17 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restapi: load restapi.certfile %s / keyfile %s: %w", s.cfg.CertFile, s.cfg.KeyFile, err)
 	}
+	s.hosts.cert.Store(cert.Leaf)
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// verify_client as Patroni: none asks for no client certificate,
+	// optional checks one when given (unsafe methods then need it, see
+	// guardUnsafe), required refuses the handshake without one.
+	switch s.cfg.VerifyClient {
+	case config.VerifyClientOptional:
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	case config.VerifyClientRequired:
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
 	if s.cfg.CAFile != "" {
 		pem, err := os.ReadFile(s.cfg.CAFile)
 		if err != nil {
@@ -162,7 +174,6 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 			return nil, fmt.Errorf("restapi: restapi.cafile %s holds no PEM certificate", s.cfg.CAFile)
 		}
 		tc.ClientCAs = pool
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
 }
@@ -202,15 +213,23 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 	})
 }
 
-// errBody is a body that is not a JSON object, or too large.
-var errBody = errors.New("restapi: bad request body")
+// errBody is a body that is not a JSON object (400); errTooLarge one
+// over MaxBodyBytes (413).
+var (
+	errBody     = errors.New("restapi: bad request body")
+	errTooLarge = errors.New("restapi: request body too large")
+)
 
 // readJSON reads a JSON object body of at most MaxBodyBytes. An empty body
 // gives an empty map when optional.
 func readJSON(w http.ResponseWriter, r *http.Request, optional bool) (map[string]any, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
-		return nil, fmt.Errorf("%w: body larger than %d bytes or unreadable: %v", errBody, MaxBodyBytes, err)
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, fmt.Errorf("%w: body larger than %d bytes: send at most 1 MiB", errTooLarge, MaxBodyBytes)
+		}
+		return nil, fmt.Errorf("%w: body unreadable: %v", errBody, err)
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		if optional {
@@ -228,8 +247,19 @@ func readJSON(w http.ResponseWriter, r *http.Request, optional bool) (map[string
 	return m, nil
 }
 
+// badBody answers a readJSON error: 413 for an oversized body, 400
+// otherwise, with the reason.
+func badBody(w http.ResponseWriter, err error) {
+	code := http.StatusBadRequest
+	if errors.Is(err, errTooLarge) {
+		code = http.StatusRequestEntityTooLarge
+	}
+	writeText(w, code, err.Error())
+}
+
 func writeText(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	_, _ = io.WriteString(w, msg)
 }
@@ -262,6 +292,9 @@ func statusFor(err error) int {
 func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer)
+	if s.cfg.TLS() && s.cfg.VerifyClient == config.VerifyClientRequired {
+		r.Use(s.requireClientCert)
+	}
 	r.Get("/patroni", s.getPatroni)
 	r.Get("/cluster", s.getCluster)
 	r.Get("/history", s.getHistory)
@@ -272,7 +305,7 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	r.Get("/readiness", s.getReadiness)
 	r.Head("/readiness", s.getReadiness)
 	r.Group(func(r chi.Router) {
-		r.Use(s.requireAuth)
+		r.Use(s.guardUnsafe, s.requireAuth, requireJSON)
 		r.Patch("/config", s.patchConfig)
 		r.Put("/config", s.putConfig)
 		r.Post("/switchover", s.postSwitchover)

@@ -22,6 +22,7 @@ import (
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/leader"
+	"github.com/pgha/pgha/restapi"
 )
 
 // ctl is what every subcommand needs: where the cluster lives, how to
@@ -31,8 +32,11 @@ type ctl struct {
 	namespace string
 	etcd      config.Etcd
 	auth      config.BasicAuth
-	caFile    string
-	insecure  bool
+	// api and tlsCtl say how to check members' https APIs and which
+	// client certificate to show them (restapi.ClientTLS).
+	api      config.RESTAPI
+	tlsCtl   config.Ctl
+	insecure bool
 
 	out io.Writer
 	in  *bufio.Reader
@@ -58,7 +62,7 @@ func globalFlags() []cli.Flag {
 
 // keysPghactlNeeds are config key prefixes whose problems stop pghactl;
 // problems elsewhere (bin_dir on this machine, ...) do not concern it.
-var keysPghactlNeeds = []string{"scope", "namespace", "etcd", "restapi.authentication", "restapi.cafile"}
+var keysPghactlNeeds = []string{"scope", "namespace", "etcd", "restapi.authentication.password", "restapi.cafile", "ctl"}
 
 // newCtl builds the context from global flags.
 func newCtl(c *cli.Context) (*ctl, error) {
@@ -90,7 +94,7 @@ func newCtl(c *cli.Context) (*ctl, error) {
 			}
 		}
 		x.scope, x.namespace, x.etcd = cfg.Scope, cfg.Namespace, cfg.Etcd
-		x.auth, x.caFile = cfg.RESTAPI.Authentication, cfg.RESTAPI.CAFile
+		x.auth, x.api, x.tlsCtl = cfg.RESTAPI.Authentication, cfg.RESTAPI, cfg.Ctl
 	}
 	if d := c.String("dcs-url"); d != "" {
 		eps, err := parseDCSURL(d)
@@ -237,17 +241,13 @@ func (x *ctl) etcdError(err error) error {
 	return fmt.Errorf("etcd at %s: %w", strings.Join(x.endpointURLs(), ","), err)
 }
 
-// httpClient is the REST client (member APIs).
+// httpClient is the REST client (member APIs): https checked against
+// ctl.cacert or restapi.cafile, ctl.certfile shown as the client
+// certificate, -k or ctl.insecure skipping the check, as patronictl.
 func (x *ctl) httpClient(timeout time.Duration) (*http.Client, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: x.insecure} //nolint:gosec // operator's -k
-	if x.caFile != "" {
-		pem, err := os.ReadFile(x.caFile)
-		if err != nil {
-			return nil, fmt.Errorf("restapi.cafile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		tc.RootCAs = pool
+	tc, err := restapi.ClientTLS(x.tlsCtl, x.api, x.insecure)
+	if err != nil {
+		return nil, err
 	}
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc, Proxy: nil}}, nil
 }

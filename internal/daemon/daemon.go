@@ -19,6 +19,7 @@ import (
 	"github.com/pgha/pgha/fence"
 	"github.com/pgha/pgha/leader"
 	"github.com/pgha/pgha/replication"
+	"github.com/pgha/pgha/restapi"
 )
 
 // Component is a long-lived part of the daemon (REST API, pooler): it runs
@@ -80,6 +81,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Daemon{cfg: cfg, log: log.With("member", cfg.Name), components: map[string]Component{}}
+	peerTLS, err := restapi.ClientTLS(cfg.Ctl, cfg.RESTAPI, false)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: TLS for asking peers' REST APIs: %w", err)
+	}
 	inst, err := replication.New(cfg.PostgreSQL, cfg.Bootstrap.Initdb, d.log)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
@@ -134,7 +139,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		Name:      cfg.Name,
 		Tags:      cfg.Tags,
 		ConnURL:   connURL(cfg.PostgreSQL),
-		APIURL:    "http://" + cfg.RESTAPI.ConnectAddress + "/patroni",
+		APIURL:    cfg.RESTAPI.APIURL(),
+		PeerTLS:   peerTLS,
 		Bootstrap: cfg.Bootstrap.DCS,
 		OnFence:   d.fence,
 		Fence:     keeperFence{d.keeper},
