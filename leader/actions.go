@@ -412,8 +412,17 @@ func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why
 		if err := l.pg.FinishPromote(ctx); err != nil {
 			l.log.Warn("after promote", "err", err)
 		}
+		// The exact fork point (replicas past it must rewind) is in the new
+		// timeline's history file; the position before the promotion is
+		// the fallback.
+		entry := cluster.HistoryEntry{Timeline: f.Local.Timeline, LSN: f.Local.Position, Reason: why, Timestamp: time.Now(), NewLeader: l.opt.Name}
+		if tl, lsn, err := l.pg.SwitchPoint(ctx); err == nil {
+			entry.Timeline, entry.LSN = tl, lsn
+		} else {
+			l.log.Warn("timeline switch point", "err", err)
+		}
 		hist := append([]cluster.HistoryEntry(nil), f.View.History...)
-		hist = append(hist, cluster.HistoryEntry{Timeline: f.Local.Timeline, LSN: f.Local.Position, Reason: why, Timestamp: time.Now(), NewLeader: l.opt.Name})
+		hist = append(hist, entry)
 		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		if err := l.store.WriteHistory(hctx, lease, hist); err != nil {
 			l.log.Warn("write history", "err", err)

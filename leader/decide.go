@@ -181,6 +181,11 @@ type Facts struct {
 //     or Reclone when the rewind already failed.
 //   - Replica stopped: StartReplica; replica following the wrong member:
 //     Follow.
+//   - Running replica that went past the fork point of the leader's
+//     timeline (it kept receiving WAL from the old primary after another
+//     node was promoted; not streaming, older timeline, position beyond
+//     the history entry of its timeline): Rewind, or Reclone when the
+//     rewind already failed.
 //   - No leader: Acquire only when eligible: not nofailover (nor
 //     failover_priority 0), within maximum_lag_on_failover of the last
 //     leader optime, no eligible running peer ahead (ties: higher
@@ -367,10 +372,36 @@ func decideFollower(f Facts) Action {
 		}
 		return act(StartReplica, lead, "starting as a replica of %s", lead)
 	}
+	if fork, ok := divergedFrom(v.History, lm, local); ok {
+		if f.RewindFailed {
+			return act(Reclone, lead, "replica went past the fork of %s's timeline %d and pg_rewind failed; re-cloning", lead, lm.Timeline)
+		}
+		return act(Rewind, lead, "replica on timeline %d replayed past %s, where %s's timeline forked: rewinding", local.Timeline, lsnString(fork), lead)
+	}
 	if f.Following != lead {
 		return act(Follow, lead, "leader is now %s", lead)
 	}
 	return act(Nothing, "", "replica following %s", lead)
+}
+
+// divergedFrom reports whether a running replica holds WAL the leader
+// never had: it is on an older timeline than the leader's and its
+// position is past the point where that timeline ended in the cluster's
+// history (it kept streaming from the old primary after the new one was
+// promoted). Such a replica can never stream from the leader: Postgres
+// refuses a timeline that forked before its recovery point. While it
+// streams it has not diverged; without a history entry for its timeline
+// nothing is known.
+func divergedFrom(history []cluster.HistoryEntry, lm cluster.Member, local Local) (int64, bool) {
+	if !local.Running || !local.InRecovery || local.Streaming || lm.Timeline == 0 || local.Timeline == 0 || local.Timeline >= lm.Timeline {
+		return 0, false
+	}
+	for _, h := range history {
+		if h.Timeline == local.Timeline && h.LSN > 0 {
+			return h.LSN, max(local.Position, local.ReplayLSN, local.ReceiveLSN) > h.LSN
+		}
+	}
+	return 0, false
 }
 
 func decideNoLeader(f Facts, fo *cluster.Failover) Action {

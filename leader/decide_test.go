@@ -58,6 +58,15 @@ func noLeader(f Facts) Facts {
 
 func prio(n int) *int { return &n }
 
+// diverged: a was promoted at 900 on timeline 1 (now on 2); b, still on
+// timeline 1 and not streaming, replayed up to 1000 from the old primary.
+func diverged(f Facts) Facts {
+	f.View.Members[0].Timeline = 2
+	f.View.History = []cluster.HistoryEntry{{Timeline: 1, LSN: 900, NewLeader: "a"}}
+	f.Local.Timeline, f.Local.Position, f.Local.Streaming = 1, 1000, false
+	return f
+}
+
 func TestDecide(t *testing.T) {
 	future := t0.Add(time.Hour)
 	rows := []struct {
@@ -200,6 +209,12 @@ func TestDecide(t *testing.T) {
 		}, StartReplica, "a", ""},
 		{"stopped replica starts", func(f Facts) Facts { f.Local.Running = false; return f }, StartReplica, "a", ""},
 		{"replica of the old leader follows the new one", func(f Facts) Facts { f.Following = "c"; return f }, Follow, "a", ""},
+		{"replica past the fork of the leader's timeline rewinds", diverged, Rewind, "a", "forked"},
+		{"replica past the fork whose rewind failed re-clones", func(f Facts) Facts { f = diverged(f); f.RewindFailed = true; return f }, Reclone, "a", ""},
+		{"replica at the fork point follows", func(f Facts) Facts { f = diverged(f); f.Local.Position = 900; return f }, Nothing, "", "following a"},
+		{"replica past the fork but streaming has not diverged", func(f Facts) Facts { f = diverged(f); f.Local.Streaming = true; return f }, Nothing, "", "following a"},
+		{"replica on an older timeline without history waits", func(f Facts) Facts { f = diverged(f); f.View.History = nil; return f }, Nothing, "", "following a"},
+		{"diverged replica of the old leader rewinds rather than follow", func(f Facts) Facts { f = diverged(f); f.Following = "c"; return f }, Rewind, "a", ""},
 		{"leader loss: healthiest replica acquires", noLeader, Acquire, "", "healthiest"},
 		{"leader loss: peer ahead wins", func(f Facts) Facts { f = noLeader(f); f.Peers[0].Position = 2000; return f }, Nothing, "", "better candidate"},
 		{"leader loss: tie broken by name", func(f Facts) Facts { f = noLeader(f); f.Me, f.Peers[0].Name = "c", "b"; return f }, Nothing, "", "b is a better"},

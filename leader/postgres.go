@@ -28,6 +28,9 @@ type Postgres interface {
 	// the old primary (checkpoint) and drops its upstream settings.
 	Promote(ctx context.Context) error
 	FinishPromote(ctx context.Context) error
+	// SwitchPoint reads, after a promotion, the timeline that ended and
+	// the LSN where it ended (the new timeline's history file).
+	SwitchPoint(ctx context.Context) (timeline, lsn int64, err error)
 	// Checkpoint runs CHECKPOINT (before a planned stop, so the shutdown
 	// checkpoint is short).
 	Checkpoint(ctx context.Context) error

@@ -81,3 +81,16 @@ func TestSlotName(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSwitchPoint(t *testing.T) {
+	tl, lsn, err := parseSwitchPoint("1\t0/5000060\tno recovery target specified\n\n2\t0/7000A28\tno recovery target specified\n")
+	if err != nil || tl != 2 || lsn != LSN(0x7000A28) {
+		t.Fatalf("got %d %s %v, want 2 0/7000A28", tl, lsn, err)
+	}
+	if _, _, err := parseSwitchPoint("\n"); err == nil {
+		t.Fatal("an empty history parsed")
+	}
+	if _, _, err := parseSwitchPoint("x\t0/1\tr\n"); err == nil {
+		t.Fatal("a bad timeline parsed")
+	}
+}
