@@ -354,13 +354,13 @@ func (l *Loop) syncReplication(ctx context.Context, f Facts, lease clientv3.Leas
 }
 
 // pickSyncStandby chooses the synchronous standby among the replicas that
-// may be promoted and stream from this primary (per their member key and
+// may be promoted, are not tagged nosync, and stream from this primary (per their member key and
 // pg_stat_replication): current while it is one, else the one furthest
 // ahead (ties by name); "" when there is none.
 func pickSyncStandby(v cluster.View, me, current string, streaming map[string]string) string {
 	best, bestPos := "", int64(-1)
 	for _, m := range v.Members {
-		if _, ok := streaming[m.Name]; !ok || m.Name == me || m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || !canPromote(m.Tags) {
+		if _, ok := streaming[m.Name]; !ok || m.Name == me || m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || !canPromote(m.Tags) || m.Tags.NoSync {
 			continue
 		}
 		if m.Name == current {

@@ -318,8 +318,9 @@ func TestPickSyncStandby(t *testing.T) {
 		m("d", 300, cluster.StateStreaming, config.Tags{NoFailover: true}),
 		m("e", 400, cluster.StateRunning, config.Tags{}),
 		m("f", 500, cluster.StateStreaming, config.Tags{}),
+		m("g", 600, cluster.StateStreaming, config.Tags{NoSync: true}),
 	}}
-	all := map[string]string{"b": "async", "c": "async", "d": "async", "e": "async"} // f is not in pg_stat_replication
+	all := map[string]string{"b": "async", "c": "async", "d": "async", "e": "async", "g": "async"} // f is not in pg_stat_replication
 	for _, tc := range []struct {
 		name, current string
 		streaming     map[string]string
@@ -330,6 +331,7 @@ func TestPickSyncStandby(t *testing.T) {
 		{"a current standby that stopped streaming is replaced", "e", all, "c"},
 		{"only what pg_stat_replication shows counts", "f", all, "c"},
 		{"none streaming", "b", map[string]string{}, ""},
+		{"a current standby tagged nosync is replaced", "g", all, "c"},
 	} {
 		if got := pickSyncStandby(v, "a", tc.current, tc.streaming); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
