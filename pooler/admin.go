@@ -307,7 +307,7 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 			k string
 			v int
 		}{{"databases", len(dbs)}, {"users", len(users)}, {"peers", 0}, {"pools", len(pools)}, {"peer_pools", 0},
-			{"free_clients", 0}, {"used_clients", ncl}, {"login_clients", 0}, {"free_servers", free}, {"used_servers", used},
+			{"free_clients", 0}, {"used_clients", ncl}, {"login_clients", int(p.pending.Load())}, {"free_servers", free}, {"used_servers", used},
 			{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0}} {
 			rs.add(r.k, r.v)
 		}
@@ -341,6 +341,9 @@ func (p *Pooler) configRows() [][3]string {
 		{"server_check_query", c.ServerCheckQuery, d.ServerCheckQuery},
 		{"max_prepared_statements", strconv.Itoa(c.MaxPreparedStatements), strconv.Itoa(d.MaxPreparedStatements)},
 		{"max_packet_size", strconv.FormatInt(int64(c.MaxPacketSize), 10), strconv.FormatInt(int64(d.MaxPacketSize), 10)},
+		{"max_client_prepared_statements", strconv.Itoa(c.MaxClientPreparedStatements), strconv.Itoa(d.MaxClientPreparedStatements)},
+		{"client_login_timeout", dur(c.ClientLoginTimeout), dur(d.ClientLoginTimeout)},
+		{"max_pending_logins", strconv.Itoa(c.MaxPendingLogins), strconv.Itoa(d.MaxPendingLogins)},
 		{"auth_type", c.AuthType, d.AuthType},
 		{"auth_file", c.AuthFile, d.AuthFile},
 		{"auth_query", c.AuthQuery, d.AuthQuery},
