@@ -106,7 +106,10 @@ func parseUserlist(r io.Reader, name string) (map[string]secret, error) {
 		}
 		return nil, fmt.Errorf("pooler: auth_file %s line %d: %v (write \"user\" \"password\")", name, ln, err)
 	}
-	return users, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("pooler: auth_file %s: %w", name, err)
+	}
+	return users, nil
 }
 
 func quoted(s string) (string, string, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -36,6 +37,8 @@ type authCache struct {
 	m     map[string]authEntry
 	sem   chan struct{}
 	group singleflight.Group
+	// queries run, and lookups running and waiting for a slot now.
+	queries, running, waiting atomic.Int64
 }
 
 func (a *authCache) init() {
@@ -129,13 +132,25 @@ func (p *Pooler) lookupUser(user, db string, deadline time.Time) (secret, bool, 
 func (p *Pooler) runAuthQuery(user, db string, deadline time.Time) (authEntry, error) {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
+	p.auth.waiting.Add(1)
 	select {
 	case p.auth.sem <- struct{}{}:
-		defer func() { <-p.auth.sem }()
+		p.auth.waiting.Add(-1)
+		p.auth.running.Add(1)
+		defer func() {
+			p.auth.running.Add(-1)
+			<-p.auth.sem
+		}()
 	case <-t.C:
+		p.auth.waiting.Add(-1)
 		return authEntry{}, fmt.Errorf("pooler: auth_query: %d lookups already running; none finished before the login deadline", authQueryConns)
 	case <-p.done:
+		p.auth.waiting.Add(-1)
 		return authEntry{}, errors.New("pooler: shutting down")
+	}
+	p.auth.queries.Add(1)
+	if h := p.hooks.authQuery; h != nil {
+		h()
 	}
 	p.mu.Lock()
 	asec, aok := p.users[p.cfg.AuthUser]

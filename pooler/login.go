@@ -370,13 +370,18 @@ func (p *Pooler) handleLogin(conn net.Conn, readOnly bool) (ret *client) {
 		return c
 	}
 	if err != nil {
+		// The login deadline may have passed: give the last word a moment.
+		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		var le *loginError
-		if errors.As(err, &le) {
-			var m msgBuilder
+		var ne net.Error
+		var m msgBuilder
+		switch {
+		case errors.As(err, &le):
 			c.conn.Write(m.errorMsg("FATAL", le.code, le.msg).b)
-		} else if errors.Is(err, ErrProtocol) {
-			var m msgBuilder
+		case errors.Is(err, ErrProtocol):
 			c.conn.Write(m.errorMsg("FATAL", codeProtocolViolation, err.Error()).b)
+		case errors.As(err, &ne) && ne.Timeout():
+			c.conn.Write(m.errorMsg("FATAL", codeProtocolViolation, "client_login_timeout").b)
 		}
 		p.log.Debug("pooler: login failed", "addr", conn.RemoteAddr().String(), "user", c.user, "db", c.db, "err", err)
 	}

@@ -14,6 +14,8 @@ type testHooks struct {
 	session func() // when a session starts on a goroutine
 	pump    func() // when a server's pump goroutine takes a client
 	cancel  func() // after a cancel request found its server, before sending it
+	// authQuery: when an auth_query lookup has its slot, before it runs.
+	authQuery func()
 }
 
 // admit counts an accepted connection against max_pending_logins, or
