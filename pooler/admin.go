@@ -199,7 +199,8 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 					tested++
 				}
 			}
-			rs.add(pl.key.name(), pl.key.user, cl-waiting, waiting, 0, 0, active, 0, 0, idle, 0, tested, login, 0, 0, mode)
+			parked := pl.parkedCount()
+			rs.add(pl.key.name(), pl.key.user, cl-waiting, waiting, 0, 0, active-parked, 0, parked, idle, 0, tested, login, 0, 0, mode)
 		}
 	case "CLIENTS":
 		rs.cols = cols("type user database state addr port:i local_addr local_port:i connect_time request_time wait:i wait_us:i close_needed:i ptr link remote_pid:i tls application_name prepared_statements:i")

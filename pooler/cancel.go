@@ -95,3 +95,17 @@ func (s *server) sendCancel() {
 	var one [1]byte
 	conn.Read(one[:]) // Postgres closes after handling it
 }
+
+// parkedCount is how many of the pool's servers wait for a cancel request
+// to arrive before they can be reused (SHOW POOLS sv_being_canceled).
+func (pl *pool) parkedCount() int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	n := 0
+	for s := range pl.all {
+		if s.parked {
+			n++
+		}
+	}
+	return n
+}

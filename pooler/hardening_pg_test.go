@@ -145,11 +145,11 @@ func testCancelAfterRelease(t *testing.T, pg *testPG) {
 	b := connect(t, superDSN(p))
 	aDone := make(chan error, 1)
 	go func() {
-		_, err := a.Exec(ctx, "SELECT pg_sleep(0.5)")
+		_, err := a.Exec(ctx, "SELECT pg_sleep(2)")
 		aDone <- err
 	}()
 	waitUntil(t, 10*time.Second, "A's query running", func() bool {
-		return active("SELECT pg_sleep(0.5)")
+		return active("SELECT pg_sleep(2)")
 	})
 	cancelDone := make(chan error, 1)
 	go func() {
@@ -177,13 +177,8 @@ func testCancelAfterRelease(t *testing.T, pg *testPG) {
 		if active("SELECT pg_sleep(0.3)") {
 			return true
 		}
-		pl.mu.Lock()
-		defer pl.mu.Unlock()
-		parked := false
-		for s := range pl.all {
-			parked = parked || s.parked
-		}
-		return parked && len(pl.waiters) == 1
+		_, _, waiting, _ := pl.counts()
+		return pl.parkedCount() == 1 && waiting == 1
 	})
 	close(release)
 	if err := <-cancelDone; err != nil {
