@@ -71,10 +71,16 @@ func testAuthQueryHardening(t *testing.T, pg *testPG) {
 	t.Cleanup(func() { close(release) }) // before the pooler stops
 	ctx := tctx(t)
 
+	// Spliced into the query this name would find app_inj's secret (and
+	// the client, knowing app_inj's password, would pass the pooler's
+	// check; Postgres then refuses the made-up role with the same 28P01).
 	injected := `\' OR usename = $$app_inj$$ --`
 	_, err = connectAs(ctx, p, injected, "inj-secret")
 	if pgCode(err) != codeInvalidPassword {
 		t.Fatalf("user %q: want 28P01 (no such user), got %v", injected, err)
+	}
+	if e, ok := p.auth.get("postgres\x00"+injected, time.Now()); !ok || e.found {
+		t.Fatalf("auth_query for user %q: cached %v, found %v; want a cached 'no such user'", injected, ok, e.found)
 	}
 
 	q0 := p.auth.queries.Load()
