@@ -56,8 +56,32 @@ type Pooler struct {
 	// kept per server connection in transaction mode; 0 disables the
 	// tracking (named statements then only work in session mode).
 	MaxPreparedStatements int `yaml:"max_prepared_statements" json:"max_prepared_statements"`
-	// MaxPacketSize is the largest message a client may send.
+	// MaxClientPreparedStatements bounds the named protocol-level
+	// statements one client may hold while they are tracked (transaction
+	// and statement mode): the pooler keeps their text for the client's
+	// life, so an unbounded number would be unbounded memory. A Parse
+	// past the bound ends the client with SQLSTATE 53400. Drivers cache
+	// a few hundred (pgx 512, JDBC 256).
+	MaxClientPreparedStatements int `yaml:"max_client_prepared_statements" json:"max_client_prepared_statements"`
+	// MaxPacketSize is the largest message a client may send; a longer
+	// length is refused (SQLSTATE 08P01) before anything is allocated.
+	// The default, 256 MiB, fits what real clients send in one message
+	// (a Bind with a large bytea or jsonb value, a long generated INSERT,
+	// a COPY chunk) while bounding the one message the pooler buffers
+	// whole (a named Parse it re-prepares on other servers). PgBouncer's
+	// default is 2 GiB, more than Postgres accepts for a single value
+	// (1 GB).
 	MaxPacketSize Size `yaml:"max_packet_size" json:"max_packet_size"`
+
+	// ClientLoginTimeout closes a client that has not logged in (startup,
+	// TLS and authentication) within this time; PgBouncer's key and
+	// default (60 s); 0 disables it, as in PgBouncer.
+	ClientLoginTimeout Duration `yaml:"client_login_timeout" json:"client_login_timeout"`
+	// MaxPendingLogins caps the connections that have not yet logged in;
+	// more are refused at once (SQLSTATE 53300) so that clients that
+	// never finish a login cannot pile up. Raise it with max_client_conn
+	// when many clients connect at the same moment.
+	MaxPendingLogins int `yaml:"max_pending_logins" json:"max_pending_logins"`
 
 	// AuthType is scram-sha-256, md5, plain or trust.
 	AuthType string `yaml:"auth_type" json:"auth_type"`
@@ -107,9 +131,13 @@ func DefaultPooler() Pooler {
 		ServerCheckDelay:      Duration(30 * time.Second),
 		ServerCheckQuery:      "select 1",
 		MaxPreparedStatements: 200,
-		MaxPacketSize:         Size(2147483647),
-		AuthType:              "scram-sha-256",
-		ClientTLS:             ClientTLS{SSLMode: "disable"},
+		// Real clients' largest messages; see MaxPacketSize.
+		MaxPacketSize:               Size(256 << 20),
+		MaxClientPreparedStatements: 1000,
+		ClientLoginTimeout:          Duration(60 * time.Second),
+		MaxPendingLogins:            256,
+		AuthType:                    "scram-sha-256",
+		ClientTLS:                   ClientTLS{SSLMode: "disable"},
 	}
 }
 
@@ -144,6 +172,12 @@ func (c *Pooler) validate(p *problems, path string) {
 	if c.MaxPreparedStatements < 0 {
 		p.add(path+".max_prepared_statements", "%d: must not be negative (0 disables tracking)", c.MaxPreparedStatements)
 	}
+	if c.MaxClientPreparedStatements < 1 {
+		p.add(path+".max_client_prepared_statements", "%d: use at least 1 (drivers cache a few hundred statements; 1000 is the default)", c.MaxClientPreparedStatements)
+	}
+	if c.MaxPendingLogins < 1 {
+		p.add(path+".max_pending_logins", "%d: use at least 1 (the default is 256)", c.MaxPendingLogins)
+	}
 	if c.MaxPacketSize < 1024 || c.MaxPacketSize > 2147483647 {
 		p.add(path+".max_packet_size", "%d: use 1kB to 2GB", int64(c.MaxPacketSize))
 	}
@@ -157,6 +191,9 @@ func (c *Pooler) validate(p *problems, path string) {
 	}
 	if c.AuthQuery != "" && c.AuthUser == "" {
 		p.add(path+".auth_user", "missing: auth_query needs an auth_user whose password is in auth_file")
+	}
+	if c.AuthQuery != "" && !strings.Contains(c.AuthQuery, "$1") {
+		p.add(path+".auth_query", "%q does not use $1: the user name is sent as parameter $1 (e.g. SELECT usename, passwd FROM pg_shadow WHERE usename=$1)", c.AuthQuery)
 	}
 	for i, r := range c.HBA {
 		f := strings.Fields(r)

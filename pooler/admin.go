@@ -199,7 +199,8 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 					tested++
 				}
 			}
-			rs.add(pl.key.name(), pl.key.user, cl-waiting, waiting, 0, 0, active, 0, 0, idle, 0, tested, login, 0, 0, mode)
+			parked := pl.parkedCount()
+			rs.add(pl.key.name(), pl.key.user, cl-waiting, waiting, 0, 0, active-parked, 0, parked, idle, 0, tested, login, 0, 0, mode)
 		}
 	case "CLIENTS":
 		rs.cols = cols("type user database state addr port:i local_addr local_port:i connect_time request_time wait:i wait_us:i close_needed:i ptr link remote_pid:i tls application_name prepared_statements:i")
@@ -307,7 +308,7 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 			k string
 			v int
 		}{{"databases", len(dbs)}, {"users", len(users)}, {"peers", 0}, {"pools", len(pools)}, {"peer_pools", 0},
-			{"free_clients", 0}, {"used_clients", ncl}, {"login_clients", 0}, {"free_servers", free}, {"used_servers", used},
+			{"free_clients", 0}, {"used_clients", ncl}, {"login_clients", int(p.pending.Load())}, {"free_servers", free}, {"used_servers", used},
 			{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0}} {
 			rs.add(r.k, r.v)
 		}
@@ -341,6 +342,9 @@ func (p *Pooler) configRows() [][3]string {
 		{"server_check_query", c.ServerCheckQuery, d.ServerCheckQuery},
 		{"max_prepared_statements", strconv.Itoa(c.MaxPreparedStatements), strconv.Itoa(d.MaxPreparedStatements)},
 		{"max_packet_size", strconv.FormatInt(int64(c.MaxPacketSize), 10), strconv.FormatInt(int64(d.MaxPacketSize), 10)},
+		{"max_client_prepared_statements", strconv.Itoa(c.MaxClientPreparedStatements), strconv.Itoa(d.MaxClientPreparedStatements)},
+		{"client_login_timeout", dur(c.ClientLoginTimeout), dur(d.ClientLoginTimeout)},
+		{"max_pending_logins", strconv.Itoa(c.MaxPendingLogins), strconv.Itoa(d.MaxPendingLogins)},
 		{"auth_type", c.AuthType, d.AuthType},
 		{"auth_file", c.AuthFile, d.AuthFile},
 		{"auth_query", c.AuthQuery, d.AuthQuery},

@@ -2,11 +2,7 @@ package pooler
 
 import (
 	"bufio"
-	"crypto/hmac"
 	"crypto/md5"
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -98,6 +94,11 @@ func parseUserlist(r io.Reader, name string) (map[string]secret, error) {
 		if err == nil {
 			var pw string
 			pw, _, err = quoted(strings.TrimSpace(rest))
+			if err == nil && pw == "" {
+				// No login can be checked against it (and md5 would have
+				// nothing to hash): refuse the file rather than the user.
+				return nil, fmt.Errorf("pooler: auth_file %s line %d: user %q has an empty password: write its password, its md5 hash or its SCRAM secret (from pg_authid), or remove the line", name, ln, user)
+			}
 			if err == nil {
 				users[user] = parseSecret(pw)
 				continue
@@ -105,7 +106,10 @@ func parseUserlist(r io.Reader, name string) (map[string]secret, error) {
 		}
 		return nil, fmt.Errorf("pooler: auth_file %s line %d: %v (write \"user\" \"password\")", name, ln, err)
 	}
-	return users, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("pooler: auth_file %s: %w", name, err)
+	}
+	return users, nil
 }
 
 func quoted(s string) (string, string, error) {
@@ -133,166 +137,24 @@ func md5Password(user, password string) string {
 	return "md5" + hex.EncodeToString(h[:])
 }
 
-// md5Response answers an md5 challenge from the stored md5 form.
+// md5Response answers an md5 challenge from the stored md5 form. A stored
+// value that is not an md5 hash gives a response no client can match.
 func md5Response(stored string, salt []byte) string {
+	if len(stored) != 35 || !strings.HasPrefix(stored, "md5") {
+		return "!"
+	}
 	h := md5.Sum(append([]byte(stored[3:]), salt...))
 	return "md5" + hex.EncodeToString(h[:])
 }
 
-func hmacSHA256(key []byte, msg string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(msg))
-	return m.Sum(nil)
+// equal compares two secrets (or a secret and what a client sent) in
+// constant time for equal lengths.
+func equal(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// scramKeys derives ClientKey, StoredKey and ServerKey from a password.
-func scramKeys(password string, salt []byte, iter int) (clientKey, storedKey, serverKey []byte, err error) {
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, 32)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("pooler: scram: %w", err)
-	}
-	clientKey = hmacSHA256(salted, "Client Key")
-	sk := sha256.Sum256(clientKey)
-	return clientKey, sk[:], hmacSHA256(salted, "Server Key"), nil
-}
-
-// scramFromPlain builds a verifier for a plain-text password.
-func scramFromPlain(password string) (*scramSecret, error) {
-	salt := make([]byte, 16)
-	rand.Read(salt)
-	_, sk, vk, err := scramKeys(password, salt, 4096)
-	if err != nil {
-		return nil, err
-	}
-	return &scramSecret{iter: 4096, salt: salt, storedKey: sk, serverKey: vk}, nil
-}
-
-func nonce() string {
-	b := make([]byte, 18)
-	rand.Read(b)
-	return base64.RawStdEncoding.EncodeToString(b)
-}
-
-// scramAttr returns the value of attribute k in a SCRAM message.
-func scramAttr(msg, k string) string {
-	for _, f := range strings.Split(msg, ",") {
-		if len(f) >= 2 && f[0] == k[0] && f[1] == '=' {
-			return f[2:]
-		}
-	}
-	return ""
-}
-
-// scramServer is the verifier side of one SCRAM-SHA-256 exchange.
-type scramServer struct {
-	sec                        *scramSecret
-	clientFirstBare, serverFst string
-	nonce                      string
-}
-
-// first handles client-first-message and returns server-first-message.
-func (s *scramServer) first(clientFirst string) (string, error) {
-	// gs2 header: n,, or y,, (no channel binding offered by us).
-	if !(strings.HasPrefix(clientFirst, "n,") || strings.HasPrefix(clientFirst, "y,")) {
-		return "", fmt.Errorf("scram: unsupported channel binding in %q", clientFirst)
-	}
-	i := strings.Index(clientFirst[2:], ",")
-	if i < 0 {
-		return "", fmt.Errorf("scram: malformed client-first-message")
-	}
-	s.clientFirstBare = clientFirst[2+i+1:]
-	cn := scramAttr(s.clientFirstBare, "r")
-	if cn == "" {
-		return "", fmt.Errorf("scram: client nonce missing")
-	}
-	s.nonce = cn + nonce()
-	s.serverFst = "r=" + s.nonce + ",s=" + base64.StdEncoding.EncodeToString(s.sec.salt) + ",i=" + strconv.Itoa(s.sec.iter)
-	return s.serverFst, nil
-}
-
-// final checks client-final-message; it returns server-final-message and
-// the client's ClientKey, or ok false for a wrong password.
-func (s *scramServer) final(clientFinal string) (serverFinal string, clientKey []byte, ok bool, err error) {
-	i := strings.LastIndex(clientFinal, ",p=")
-	if i < 0 {
-		return "", nil, false, fmt.Errorf("scram: proof missing")
-	}
-	withoutProof := clientFinal[:i]
-	if scramAttr(withoutProof, "r") != s.nonce {
-		return "", nil, false, fmt.Errorf("scram: nonce mismatch")
-	}
-	proof, err := base64.StdEncoding.DecodeString(clientFinal[i+3:])
-	if err != nil || len(proof) != 32 {
-		return "", nil, false, fmt.Errorf("scram: bad proof encoding")
-	}
-	authMsg := s.clientFirstBare + "," + s.serverFst + "," + withoutProof
-	sig := hmacSHA256(s.sec.storedKey, authMsg)
-	ck := make([]byte, 32)
-	for j := range ck {
-		ck[j] = proof[j] ^ sig[j]
-	}
-	h := sha256.Sum256(ck)
-	if subtle.ConstantTimeCompare(h[:], s.sec.storedKey) != 1 {
-		return "", nil, false, nil
-	}
-	return "v=" + base64.StdEncoding.EncodeToString(hmacSHA256(s.sec.serverKey, authMsg)), ck, true, nil
-}
-
-// scramClient is the pooler logging in to Postgres with SCRAM-SHA-256,
-// from a password or from a ClientKey (plus ServerKey to check the server).
-type scramClient struct {
-	user                         string
-	password                     string
-	clientKey, serverKey         []byte
-	clientNonce, clientFirstBare string
-	authMsg                      string
-	expectedServerSig            []byte
-}
-
-func (c *scramClient) firstMessage() string {
-	c.clientNonce = nonce()
-	c.clientFirstBare = "n=,r=" + c.clientNonce
-	return "n,," + c.clientFirstBare
-}
-
-func (c *scramClient) finalMessage(serverFirst string) (string, error) {
-	r, s, is := scramAttr(serverFirst, "r"), scramAttr(serverFirst, "s"), scramAttr(serverFirst, "i")
-	if !strings.HasPrefix(r, c.clientNonce) {
-		return "", fmt.Errorf("scram: server nonce does not extend ours")
-	}
-	salt, err := base64.StdEncoding.DecodeString(s)
-	iter, err2 := strconv.Atoi(is)
-	if err != nil || err2 != nil || iter < 1 {
-		return "", fmt.Errorf("scram: bad salt or iteration count from server")
-	}
-	ck, sk := c.clientKey, c.serverKey
-	if c.password != "" || ck == nil {
-		ck, _, sk, err = scramKeys(c.password, salt, iter)
-		if err != nil {
-			return "", err
-		}
-	}
-	withoutProof := "c=biws,r=" + r
-	c.authMsg = c.clientFirstBare + "," + serverFirst + "," + withoutProof
-	stored := sha256.Sum256(ck)
-	sig := hmacSHA256(stored[:], c.authMsg)
-	proof := make([]byte, 32)
-	for i := range proof {
-		proof[i] = ck[i] ^ sig[i]
-	}
-	if sk != nil {
-		c.expectedServerSig = hmacSHA256(sk, c.authMsg)
-	}
-	return withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof), nil
-}
-
-func (c *scramClient) verify(serverFinal string) error {
-	v, err := base64.StdEncoding.DecodeString(scramAttr(serverFinal, "v"))
-	if err != nil {
-		return fmt.Errorf("scram: bad server signature encoding")
-	}
-	if c.expectedServerSig != nil && !hmac.Equal(v, c.expectedServerSig) {
-		return fmt.Errorf("scram: server signature mismatch (server does not know the password)")
-	}
-	return nil
+// usable reports whether a secret can check a password at all (an empty
+// password from auth_query or SetAuthUser cannot).
+func (s secret) usable() bool {
+	return s.plain != "" || s.md5 != "" || s.scram != nil
 }

@@ -78,8 +78,13 @@ type client struct {
 	secret  uint32
 	stats   *poolStats
 	since   time.Time
-	// Statements the client prepared, by its own name.
-	stmts map[string]*stmtDef
+	// Statements the client prepared, by its own name, and the bytes of
+	// their text (bounded, see handleParse).
+	stmts     map[string]*stmtDef
+	stmtBytes int
+	// tls: the client negotiated TLS; pending: it counts against
+	// max_pending_logins (login goroutine only).
+	tls, loginPending bool
 	// batch is the server this goroutine holds while writing a batch;
 	// batchBytes counts what it wrote.
 	batch      *server

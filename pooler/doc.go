@@ -20,4 +20,12 @@
 //
 // The admin console (database "pgbouncer", alias "pgha") answers PgBouncer's
 // SHOW commands with PgBouncer's column names.
+//
+// The pooler runs inside the daemon that may hold the primary's lease, so
+// nothing a client sends may take the daemon down or grow it without
+// bound: logins are bounded in time (client_login_timeout) and number
+// (max_pending_logins), every length is checked before memory is taken,
+// kept statements are bounded, an unknown user cannot be told from a
+// known one, and a panic in one connection's goroutines closes that
+// connection only (pgha_pooler_panics_total).
 package pooler

@@ -81,6 +81,13 @@ func startPooler(t *testing.T, pg *testPG, mod func(*config.Pooler)) *Pooler {
 
 func startPoolerRouted(t *testing.T, pg *testPG, router Router, mod func(*config.Pooler)) *Pooler {
 	t.Helper()
+	return startPoolerHooked(t, pg, router, mod, nil)
+}
+
+// startPoolerHooked is startPoolerRouted with test hooks installed
+// before the pooler runs.
+func startPoolerHooked(t *testing.T, pg *testPG, router Router, mod func(*config.Pooler), hooks func(*Pooler)) *Pooler {
+	t.Helper()
 	cfg := config.DefaultPooler()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.AuthFile = pg.userlist
@@ -95,6 +102,9 @@ func startPoolerRouted(t *testing.T, pg *testPG, router Router, mod func(*config
 	p, err := New(cfg, router, pgtest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hooks != nil {
+		hooks(p)
 	}
 	if err := p.Listen(); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,10 @@ import (
 	"strings"
 )
 
-// hbaRule is one "host DATABASE USER ADDRESS METHOD" line.
+// hbaRule is one "host DATABASE USER ADDRESS METHOD" line. As in
+// pg_hba.conf, "host" matches TCP clients with or without TLS, "hostssl"
+// only those that negotiated TLS, "hostnossl" only those that did not,
+// and "local" Unix-socket clients.
 type hbaRule struct {
 	typ     string
 	dbs     []string
@@ -22,6 +25,11 @@ func parseHBA(lines []string) ([]hbaRule, error) {
 		f := strings.Fields(l)
 		if len(f) != 5 {
 			return nil, fmt.Errorf("pooler: hba rule %d %q: write \"host DATABASE USER ADDRESS METHOD\"", i, l)
+		}
+		switch f[0] {
+		case "host", "hostssl", "hostnossl", "local":
+		default:
+			return nil, fmt.Errorf("pooler: hba rule %d %q: type %q is not host, hostssl, hostnossl or local", i, l, f[0])
 		}
 		r := hbaRule{typ: f[0], dbs: strings.Split(f[1], ","), users: strings.Split(f[2], ","), method: f[4]}
 		switch r.method {
@@ -67,7 +75,24 @@ func (p *Pooler) hbaMethod(c *client, db, user string) (string, error) {
 		ip, local = net.ParseIP(host), false
 	}
 	for _, r := range rules {
-		if (r.typ == "local") != local {
+		switch r.typ {
+		case "local":
+			if !local {
+				continue
+			}
+		case "host":
+			if local {
+				continue
+			}
+		case "hostssl": // only clients that logged in over TLS
+			if local || !c.tls {
+				continue
+			}
+		case "hostnossl": // only clients that did not
+			if local || c.tls {
+				continue
+			}
+		default:
 			continue
 		}
 		if !slices.Contains(r.dbs, "all") && !slices.Contains(r.dbs, db) {
@@ -84,5 +109,5 @@ func (p *Pooler) hbaMethod(c *client, db, user string) (string, error) {
 		}
 		return r.method, nil
 	}
-	return "", &loginError{codeInvalidAuthSpec, fmt.Sprintf("no hba rule for host %q, user %q, database %q", c.conn.RemoteAddr().String(), user, db)}
+	return "", &loginError{code: codeInvalidAuthSpec, msg: fmt.Sprintf("no hba rule for host %q, user %q, database %q", c.conn.RemoteAddr().String(), user, db)}
 }

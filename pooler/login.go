@@ -7,33 +7,54 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 )
 
-// clientLoginTimeout bounds startup and authentication (PgBouncer's
-// client_login_timeout default).
-const clientLoginTimeout = 60 * time.Second
-
-// loginError is an error sent to the client as FATAL before closing.
+// loginError is an error sent to the client as FATAL before closing. cause,
+// when set, is for the pooler's log only (the client must not learn, for
+// example, whether a user exists).
 type loginError struct {
 	code, msg string
+	cause     string
 }
 
-func (e *loginError) Error() string { return "pooler: " + e.msg }
+func (e *loginError) Error() string {
+	if e.cause != "" {
+		return "pooler: " + e.msg + " (" + e.cause + ")"
+	}
+	return "pooler: " + e.msg
+}
+
+// loginDeadline is when a client accepted now must have logged in
+// (client_login_timeout; zero when it is 0).
+func (p *Pooler) loginDeadline() time.Time {
+	if d := p.cfg.ClientLoginTimeout.D(); d > 0 {
+		return time.Now().Add(d)
+	}
+	return time.Time{}
+}
+
+// startupLimit is the largest startup-phase packet accepted: Postgres's
+// MAX_STARTUP_PACKET_LENGTH, or max_packet_size when that is smaller.
+func (p *Pooler) startupLimit() int {
+	if m := int(p.cfg.MaxPacketSize); m > 0 && m < maxStartupLen {
+		return m
+	}
+	return maxStartupLen
+}
 
 // readStartup handles SSLRequest, GSSENCRequest and CancelRequest and
 // returns the StartupMessage parameters (nil after a cancel request).
 func (c *client) readStartup() (map[string]string, error) {
-	tlsDone := false
+	limit := c.p.startupLimit()
 	for i := 0; i < 3; i++ {
-		code, body, err := readStartupPacket(c.conn)
+		code, body, err := readStartupPacket(c.conn, limit)
 		if err != nil {
 			return nil, err
 		}
 		switch code {
 		case sslRequestCode:
-			if tlsDone || len(body) != 0 {
+			if c.tls || len(body) != 0 {
 				return nil, fmt.Errorf("%w: SSLRequest after TLS or with a body", ErrProtocol)
 			}
 			if c.p.tls == nil {
@@ -50,8 +71,11 @@ func (c *client) readStartup() (map[string]string, error) {
 				return nil, fmt.Errorf("pooler: TLS handshake with client: %w", err)
 			}
 			c.conn = tc
-			tlsDone = true
+			c.tls = true
 		case gssEncRequestCode:
+			if len(body) != 0 {
+				return nil, fmt.Errorf("%w: GSSENCRequest with a body", ErrProtocol)
+			}
 			if _, err := c.conn.Write([]byte{'N'}); err != nil {
 				return nil, err
 			}
@@ -63,17 +87,17 @@ func (c *client) readStartup() (map[string]string, error) {
 			return nil, nil
 		default:
 			if code>>16 != 3 {
-				return nil, &loginError{codeFeatureNotSupp, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff)}
+				return nil, &loginError{code: codeFeatureNotSupp, msg: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff)}
 			}
-			if c.p.cfg.ClientTLS.SSLMode == "require" && !tlsDone {
-				return nil, &loginError{codeInvalidAuthSpec, "SSL required"}
+			if c.p.cfg.ClientTLS.SSLMode == "require" && !c.tls {
+				return nil, &loginError{code: codeInvalidAuthSpec, msg: "SSL required"}
 			}
 			params, err := parseStartupParams(body)
 			if err != nil {
 				return nil, err
 			}
 			if params["user"] == "" {
-				return nil, &loginError{codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet"}
+				return nil, &loginError{code: codeInvalidAuthSpec, msg: "no PostgreSQL user name specified in startup packet"}
 			}
 			if params["database"] == "" {
 				params["database"] = params["user"]
@@ -93,7 +117,7 @@ func (c *client) readPassword() ([]byte, error) {
 	if h[0] != 'p' {
 		return nil, fmt.Errorf("%w: expected password message, got %q", ErrProtocol, h[0])
 	}
-	n, err := bodyLen(h[:], maxStartupLen)
+	n, err := bodyLen(h[:], c.p.startupLimit())
 	if err != nil {
 		return nil, err
 	}
@@ -104,26 +128,36 @@ func (c *client) readPassword() ([]byte, error) {
 	return b, nil
 }
 
-func authFailed(user string) error {
-	return &loginError{codeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", user)}
+// authFailed is Postgres's answer to a wrong password, and the pooler's
+// to every failed password check (unknown user included); why is logged.
+func authFailed(user, why string) error {
+	return &loginError{code: codeInvalidPassword, msg: fmt.Sprintf("password authentication failed for user %q", user), cause: why}
 }
 
 // authenticate runs method against the client and returns the credentials
-// to log in to Postgres as that user.
+// to log in to Postgres as that user. A user the pooler does not know, or
+// whose secret cannot check a password (empty), gets the same exchange as
+// a known one (a SCRAM salt and iteration count shaped like a real
+// secret's, an md5 salt, a password prompt) and the same failure at the
+// end, so that logins cannot tell which users exist.
 func (c *client) authenticate(method, user string, sec secret, known bool) (secret, error) {
 	var m msgBuilder
 	if method == "trust" {
 		_, err := c.conn.Write(m.begin('R').i32(0).end().b)
 		return sec, err
 	}
+	why := "wrong password"
 	if !known {
-		return secret{}, authFailed(user)
-	}
-	if method == "md5" && sec.scram != nil {
-		method = "scram-sha-256" // md5 cannot be checked against a SCRAM secret
-	}
-	if method == "scram-sha-256" && sec.md5 != "" {
-		method = "md5" // SCRAM cannot be checked against an md5 hash
+		sec, why = secret{}, "no such user"
+	} else if !sec.usable() {
+		known, sec, why = false, secret{}, "the user's password is empty and cannot be checked"
+	} else {
+		if method == "md5" && sec.scram != nil {
+			method = "scram-sha-256" // md5 cannot be checked against a SCRAM secret
+		}
+		if method == "scram-sha-256" && sec.md5 != "" {
+			method = "md5" // SCRAM cannot be checked against an md5 hash
+		}
 	}
 	switch method {
 	case "plain":
@@ -137,16 +171,17 @@ func (c *client) authenticate(method, user string, sec secret, known bool) (secr
 		pw, _, _ := cstring(b)
 		ok := false
 		switch {
+		case !known:
 		case sec.plain != "":
-			ok = pw == sec.plain
+			ok = equal(pw, sec.plain)
 		case sec.md5 != "":
-			ok = md5Password(user, pw) == sec.md5
+			ok = equal(md5Password(user, pw), sec.md5)
 		case sec.scram != nil:
 			_, sk, _, err := scramKeys(pw, sec.scram.salt, sec.scram.iter)
-			ok = err == nil && string(sk) == string(sec.scram.storedKey)
+			ok = err == nil && equal(string(sk), string(sec.scram.storedKey))
 		}
 		if !ok {
-			return secret{}, authFailed(user)
+			return secret{}, authFailed(user, why)
 		}
 		return secret{plain: pw}, nil
 	case "md5":
@@ -165,15 +200,18 @@ func (c *client) authenticate(method, user string, sec secret, known bool) (secr
 			return secret{}, err
 		}
 		got, _, _ := cstring(b)
-		if got != md5Response(stored, sb[:]) {
-			return secret{}, authFailed(user)
+		if !known || !equal(got, md5Response(stored, sb[:])) {
+			return secret{}, authFailed(user, why)
 		}
 		return secret{plain: sec.plain, md5: stored}, nil
 	case "scram-sha-256":
 		vs := sec.scram
-		if vs == nil {
+		switch {
+		case !known:
+			vs = mockSecret(c.p.mockKey[:], user)
+		case vs == nil:
 			var err error
-			if vs, err = scramFromPlain(sec.plain); err != nil {
+			if vs, err = scramFromPlain(c.p.mockKey[:], user, sec.plain); err != nil {
 				return secret{}, err
 			}
 		}
@@ -186,7 +224,7 @@ func (c *client) authenticate(method, user string, sec secret, known bool) (secr
 		}
 		mech, rest, ok := cstring(b)
 		if !ok || mech != "SCRAM-SHA-256" || len(rest) < 4 {
-			return secret{}, &loginError{codeProtocolViolation, fmt.Sprintf("client selected an invalid SASL authentication mechanism %q", mech)}
+			return secret{}, &loginError{code: codeProtocolViolation, msg: fmt.Sprintf("client selected an invalid SASL authentication mechanism %q", mech)}
 		}
 		l := int(int32(binary.BigEndian.Uint32(rest)))
 		if l < 0 || l > len(rest)-4 {
@@ -195,7 +233,7 @@ func (c *client) authenticate(method, user string, sec secret, known bool) (secr
 		srv := &scramServer{sec: vs}
 		first, err := srv.first(string(rest[4 : 4+l]))
 		if err != nil {
-			return secret{}, &loginError{codeProtocolViolation, err.Error()}
+			return secret{}, &loginError{code: codeProtocolViolation, msg: err.Error()}
 		}
 		m.b = m.b[:0]
 		if _, err := c.conn.Write(m.begin('R').i32(11).raw([]byte(first)).end().b); err != nil {
@@ -206,10 +244,10 @@ func (c *client) authenticate(method, user string, sec secret, known bool) (secr
 		}
 		final, ck, ok, err := srv.final(string(b))
 		if err != nil {
-			return secret{}, &loginError{codeProtocolViolation, err.Error()}
+			return secret{}, &loginError{code: codeProtocolViolation, msg: err.Error()}
 		}
-		if !ok {
-			return secret{}, authFailed(user)
+		if !ok || !known {
+			return secret{}, authFailed(user, why)
 		}
 		m.b = m.b[:0]
 		if _, err := c.conn.Write(m.begin('R').i32(12).raw([]byte(final)).end().b); err != nil {
@@ -217,48 +255,17 @@ func (c *client) authenticate(method, user string, sec secret, known bool) (secr
 		}
 		return secret{plain: sec.plain, scram: vs, clientKey: ck}, nil
 	}
-	return secret{}, &loginError{codeInvalidAuthSpec, fmt.Sprintf("unsupported auth_type %q", method)}
-}
-
-// lookupUser finds a user's secret in auth_file, else through auth_query.
-func (p *Pooler) lookupUser(user, db string) (secret, bool, error) {
-	p.mu.Lock()
-	sec, ok := p.users[user]
-	p.mu.Unlock()
-	if ok || p.cfg.AuthQuery == "" {
-		return sec, ok, nil
-	}
-	p.mu.Lock()
-	asec, aok := p.users[p.cfg.AuthUser]
-	p.mu.Unlock()
-	if !aok {
-		return secret{}, false, fmt.Errorf("pooler: auth_user %q is not in auth_file", p.cfg.AuthUser)
-	}
-	tmp := &pool{p: p, key: poolKey{db: db, user: p.cfg.AuthUser}, cred: asec}
-	addr, err := p.target(false)
-	if err != nil {
-		return secret{}, false, err
-	}
-	s, err := p.dialServer(p.ctx, tmp, addr)
-	if err != nil {
-		return secret{}, false, fmt.Errorf("pooler: auth_query login as %q: %w", p.cfg.AuthUser, err)
-	}
-	defer s.close()
-	q := strings.ReplaceAll(p.cfg.AuthQuery, "$1", "'"+strings.ReplaceAll(user, "'", "''")+"'")
-	rows, err := s.simpleQuery(q, p.cfg.ServerConnectTimeout.D())
-	if err != nil {
-		return secret{}, false, fmt.Errorf("pooler: auth_query: %w", err)
-	}
-	if len(rows) == 0 || len(rows[0]) < 2 || rows[0][1] == nil {
-		return secret{}, false, nil
-	}
-	return parseSecret(*rows[0][1]), true, nil
+	return secret{}, &loginError{code: codeInvalidAuthSpec, msg: fmt.Sprintf("unsupported auth_type %q", method)}
 }
 
 // login runs startup, authentication and the greeting. It returns false
 // when the connection should just close (cancel request).
 func (c *client) login(readOnly bool) (bool, error) {
-	c.conn.SetDeadline(time.Now().Add(clientLoginTimeout))
+	deadline := c.p.loginDeadline()
+	c.conn.SetDeadline(deadline)
+	if h := c.p.hooks.login; h != nil {
+		h()
+	}
 	params, err := c.readStartup()
 	if err != nil || params == nil {
 		return false, err
@@ -266,16 +273,17 @@ func (c *client) login(readOnly bool) (bool, error) {
 	user, db := params["user"], params["database"]
 	c.user, c.db = user, db
 	if max := c.p.cfg.MaxClientConn; max > 0 && c.p.nclients.Load() > int64(max) {
-		return false, &loginError{codeTooManyConns, "no more connections allowed (max_client_conn)"}
+		return false, &loginError{code: codeTooManyConns, msg: "no more connections allowed (max_client_conn)"}
 	}
 	method, err := c.p.hbaMethod(c, db, user)
 	if err != nil {
 		return false, err
 	}
 	admin := db == "pgbouncer" || db == "pgha"
-	sec, known, err := c.p.lookupUser(user, db)
+	sec, known, err := c.p.lookupUser(user, db, deadline)
 	if err != nil && !admin {
-		return false, err
+		c.p.log.Warn("pooler: cannot look up a user with auth_query", "user", user, "db", db, "err", err)
+		return false, &loginError{code: codeConnFailure, msg: "the pooler cannot check passwords right now (auth_query failed; its log says why)", cause: err.Error()}
 	}
 	cred, err := c.authenticate(method, user, sec, known)
 	if err != nil {
@@ -283,8 +291,9 @@ func (c *client) login(readOnly bool) (bool, error) {
 	}
 	if admin {
 		if !c.p.isAdmin(user) && !c.p.isStats(user) {
-			return false, &loginError{codeInvalidAuthSpec, fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", user)}
+			return false, &loginError{code: codeInvalidAuthSpec, msg: fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", user)}
 		}
+		c.p.loginDone(c)
 		c.conn.SetDeadline(time.Time{})
 		return true, c.p.serveAdmin(c)
 	}
@@ -306,9 +315,9 @@ func (c *client) login(readOnly bool) (bool, error) {
 	if err != nil {
 		var se *serverError
 		if errors.As(err, &se) {
-			return false, &loginError{se.Code, se.Message}
+			return false, &loginError{code: se.Code, msg: se.Message}
 		}
-		return false, &loginError{codeConnFailure, err.Error()}
+		return false, &loginError{code: codeConnFailure, msg: err.Error()}
 	}
 	var m msgBuilder
 	m.begin('R').i32(0).end()
@@ -333,82 +342,60 @@ func (c *client) login(readOnly bool) (bool, error) {
 	if _, err := c.conn.Write(m.b); err != nil {
 		return false, err
 	}
+	c.p.loginDone(c)
 	c.conn.SetDeadline(time.Time{})
 	return true, nil
 }
 
 // handleLogin runs startup and authentication for an accepted connection.
 // It returns the client ready for its session, or nil after closing it
-// (failed login, cancel request, console session).
-func (p *Pooler) handleLogin(conn net.Conn, readOnly bool) *client {
+// (failed login, cancel request, console session). A panic anywhere in
+// the login closes this connection only (see recovered).
+func (p *Pooler) handleLogin(conn net.Conn, readOnly bool) (ret *client) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	conn = fastConn(conn)
-	c := &client{p: p, id: p.nextID.Add(1), conn: conn, since: time.Now(), tracked: &noTracked}
+	c := &client{p: p, id: p.nextID.Add(1), conn: conn, since: time.Now(), tracked: &noTracked, loginPending: true}
 	p.nclients.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			p.recovered(r, "login", "client", c.id, "user", c.user, "db", c.db)
+			ret = nil
+			p.endLogin(c)
+		}
+	}()
 	ok, err := c.login(readOnly)
 	if err == nil && ok && c.pool != nil {
 		return c
 	}
 	if err != nil {
+		// The login deadline may have passed: give the last word a moment.
+		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		var le *loginError
-		if errors.As(err, &le) {
-			var m msgBuilder
+		var ne net.Error
+		var m msgBuilder
+		switch {
+		case errors.As(err, &le):
 			c.conn.Write(m.errorMsg("FATAL", le.code, le.msg).b)
-		} else if errors.Is(err, ErrProtocol) {
-			var m msgBuilder
+		case errors.Is(err, ErrProtocol):
 			c.conn.Write(m.errorMsg("FATAL", codeProtocolViolation, err.Error()).b)
+		case errors.As(err, &ne) && ne.Timeout():
+			c.conn.Write(m.errorMsg("FATAL", codeProtocolViolation, "client_login_timeout").b)
 		}
 		p.log.Debug("pooler: login failed", "addr", conn.RemoteAddr().String(), "user", c.user, "db", c.db, "err", err)
 	}
-	if c.pid != 0 {
-		p.unregisterCancel(c)
-	}
-	p.nclients.Add(-1)
-	c.conn.Close()
+	p.endLogin(c)
 	return nil
 }
 
-// session runs a logged-in client until it leaves. It runs on a fresh
-// goroutine so that the deep login path's stack is not kept while idle.
-func (p *Pooler) session(c *client) {
-	p.addClient(c)
-	p.runSession(c)
-}
-
-func (p *Pooler) runSession(c *client) {
-	err := c.serve()
-	if errors.Is(err, errRespawn) {
-		p.respawns.Add(1)
-		if c.br != nil {
-			putReader(c.br)
-			c.br = nil
-		}
-		p.sessions.Add(1)
-		go func() {
-			defer p.sessions.Done()
-			p.runSession(c)
-		}()
-		return
+// endLogin releases what a connection that does not go on to a session
+// holds.
+func (p *Pooler) endLogin(c *client) {
+	p.loginDone(c)
+	if c.pid != 0 {
+		p.unregisterCancel(c)
 	}
-	c.cleanup()
-	if c.br != nil {
-		putReader(c.br)
-		c.br = nil
-	}
-	if err != nil && !errors.Is(err, errTerminate) && !errors.Is(err, io.EOF) {
-		var m msgBuilder
-		switch {
-		case errors.Is(err, ErrProtocol):
-			c.conn.Write(m.errorMsg("FATAL", codeProtocolViolation, err.Error()).b)
-		case errors.Is(err, errIdleInTx):
-			c.conn.Write(m.errorMsg("FATAL", "25P03", "idle transaction timeout").b)
-		}
-		p.log.Debug("pooler: client session ended", "client", c.id, "err", err)
-	}
-	p.unregisterCancel(c)
-	p.removeClient(c)
 	p.nclients.Add(-1)
 	c.conn.Close()
 }

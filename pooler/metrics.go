@@ -11,10 +11,13 @@ type metrics struct {
 	p *Pooler
 
 	wait prometheus.Histogram
+	// panics counts connections closed after a recovered panic (a bug);
+	// refusedLogins connections refused by max_pending_logins.
+	panics, refusedLogins prometheus.Counter
 
 	clientsActive, clientsWaiting, serversActive, serversIdle *prometheus.Desc
 	xact, query, recv, sent, waitTotal                        *prometheus.Desc
-	clients, paused                                           *prometheus.Desc
+	clients, paused, pendingLogins                            *prometheus.Desc
 }
 
 func newMetrics(p *Pooler) *metrics {
@@ -28,6 +31,15 @@ func newMetrics(p *Pooler) *metrics {
 			Name: "pgha_pooler_client_wait_seconds", Help: "Time clients waited for a server connection.",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30},
 		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgha_pooler_panics_total",
+			Help: "Client connections closed after a panic in their goroutines (a bug: the log has the stack).",
+		}),
+		refusedLogins: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgha_pooler_refused_logins_total",
+			Help: "Connections refused because max_pending_logins connections were logging in.",
+		}),
+		pendingLogins:  d("pending_logins", "Connections accepted that have not logged in yet.", nil),
 		clientsActive:  d("clients_active", "Clients linked to a pool (logged in).", pl),
 		clientsWaiting: d("clients_waiting", "Clients waiting for a server connection.", pl),
 		serversActive:  d("servers_active", "Server connections in use.", pl),
@@ -50,10 +62,12 @@ func (p *Pooler) Collector() prometheus.Collector { return p.metrics }
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.clientsActive, m.clientsWaiting, m.serversActive, m.serversIdle,
-		m.xact, m.query, m.recv, m.sent, m.waitTotal, m.clients, m.paused} {
+		m.xact, m.query, m.recv, m.sent, m.waitTotal, m.clients, m.paused, m.pendingLogins} {
 		ch <- d
 	}
 	m.wait.Describe(ch)
+	m.panics.Describe(ch)
+	m.refusedLogins.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -82,5 +96,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		p = 1
 	}
 	ch <- prometheus.MustNewConstMetric(m.paused, g, p)
+	ch <- prometheus.MustNewConstMetric(m.pendingLogins, g, float64(m.p.pending.Load()))
 	m.wait.Collect(ch)
+	m.panics.Collect(ch)
+	m.refusedLogins.Collect(ch)
 }

@@ -388,6 +388,14 @@ func (pl *pool) release(s *server, clean bool) {
 		s.close()
 		return
 	}
+	if s.cancels > 0 {
+		// A cancel request of the client that just let s go is still on
+		// its way to Postgres: the next client must not get s before it
+		// has arrived (cancelEnd releases s again).
+		s.parked = true
+		pl.mu.Unlock()
+		return
+	}
 	if len(pl.waiters) > 0 && !pl.p.paused.Load() {
 		// Hand the server to the first waiter: it needs no second trip
 		// through the idle list, and no liveness peek (it answered just now).

@@ -2,6 +2,7 @@ package pooler
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -38,6 +39,15 @@ type Pooler struct {
 	tick     atomic.Int64 // maintenance ticks, for idle detection
 	respawns atomic.Int64 // idle sessions moved to fresh goroutines
 	nclients atomic.Int64
+	// pending counts connections not yet logged in (max_pending_logins);
+	// panicCount the recovered panics (see recovered).
+	pending    atomic.Int64
+	panicCount atomic.Int64
+
+	// mockKey derives the salts shown for unknown users (see userSalt).
+	mockKey [32]byte
+	auth    authCache
+	hooks   testHooks
 
 	// Reaped sessions since the last release of their old stacks, and
 	// when that was (maintain's goroutine only; see releaseStacks).
@@ -84,6 +94,8 @@ func New(cfg config.Pooler, router Router, log *slog.Logger) (*Pooler, error) {
 		conns:    make(map[net.Conn]struct{}),
 		shutdown: make(chan struct{}),
 	}
+	rand.Read(p.mockKey[:])
+	p.auth.init()
 	if err := p.loadAuth(); err != nil {
 		return nil, err
 	}
@@ -133,6 +145,7 @@ func (p *Pooler) loadAuth() error {
 	p.mu.Lock()
 	p.users, p.hba = users, rules
 	p.mu.Unlock()
+	p.auth.forget()
 	return nil
 }
 
@@ -241,14 +254,14 @@ func (p *Pooler) Run(ctx context.Context) error {
 		pl.wakeAll()
 	}
 	cancel()
-	wg.Wait()
-	p.sessions.Wait()
+	p.waitAll("client goroutines", &wg)
+	p.waitAll("client sessions", &p.sessions)
 	for _, pl := range p.poolList() {
 		for _, s := range pl.servers() {
 			s.close()
 		}
 	}
-	p.workers.Wait()
+	p.waitAll("server pumps", &p.workers)
 	return nil
 }
 
@@ -269,9 +282,13 @@ func (p *Pooler) acceptLoop(ln net.Listener, readOnly bool, wg *sync.WaitGroup) 
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		if !p.admit(conn) {
+			continue
+		}
 		p.mu.Lock()
 		if p.closing {
 			p.mu.Unlock()
+			p.pending.Add(-1)
 			conn.Close()
 			return
 		}
@@ -305,23 +322,31 @@ func (p *Pooler) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-p.router.Changed():
-			p.refreshRoute()
-			p.followPrimary(ctx)
+			p.guard("routing change", func() {
+				p.refreshRoute()
+				p.followPrimary(ctx)
+			})
 			p.routeChanged()
 		case <-tick.C:
-			p.refreshRoute()
-			p.releaseStacks(p.reapIdle(p.tick.Add(1)))
-			idle, life := p.cfg.ServerIdleTimeout.D(), p.cfg.ServerLifetime.D()
-			now := time.Now()
-			for _, pl := range p.poolList() {
-				pl.closeIdle(func(s *server) bool {
-					return (idle > 0 && now.Sub(s.lastUsed) > idle) || (life > 0 && now.Sub(s.createdAt) > life) ||
-						!p.targetOK(pl.key.readOnly, s.addr)
-				})
-				if !p.paused.Load() {
-					pl.fillMin(ctx)
-				}
-			}
+			p.guard("maintenance", func() { p.tickMaintain(ctx) })
+		}
+	}
+}
+
+// tickMaintain is one maintenance tick: routing, idle clients' stacks,
+// servers past their idle time or lifetime, min_pool_size.
+func (p *Pooler) tickMaintain(ctx context.Context) {
+	p.refreshRoute()
+	p.releaseStacks(p.reapIdle(p.tick.Add(1)))
+	idle, life := p.cfg.ServerIdleTimeout.D(), p.cfg.ServerLifetime.D()
+	now := time.Now()
+	for _, pl := range p.poolList() {
+		pl.closeIdle(func(s *server) bool {
+			return (idle > 0 && now.Sub(s.lastUsed) > idle) || (life > 0 && now.Sub(s.createdAt) > life) ||
+				!p.targetOK(pl.key.readOnly, s.addr)
+		})
+		if !p.paused.Load() {
+			pl.fillMin(ctx)
 		}
 	}
 }
@@ -510,41 +535,6 @@ func (p *Pooler) dbSlot(db string, delta int) bool {
 }
 
 func (p *Pooler) idleChanged() {}
-
-func (p *Pooler) registerCancel(c *client) (uint32, uint32) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for {
-		pid, sec := randUint32()&0x7fffffff, randUint32()
-		k := uint64(pid)<<32 | uint64(sec)
-		if pid != 0 && p.cancels[k] == nil {
-			p.cancels[k] = c
-			return pid, sec
-		}
-	}
-}
-
-func (p *Pooler) unregisterCancel(c *client) {
-	p.mu.Lock()
-	delete(p.cancels, uint64(c.pid)<<32|uint64(c.secret))
-	p.mu.Unlock()
-}
-
-// cancel forwards a CancelRequest to the server running that client's query.
-func (p *Pooler) cancel(pid, sec uint32) {
-	p.mu.Lock()
-	c := p.cancels[uint64(pid)<<32|uint64(sec)]
-	p.mu.Unlock()
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	s := c.srv
-	c.mu.Unlock()
-	if s != nil {
-		s.sendCancel()
-	}
-}
 
 func (p *Pooler) addClient(c *client) {
 	p.mu.Lock()

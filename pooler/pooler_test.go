@@ -40,11 +40,16 @@ func TestPooler(t *testing.T) {
 	t.Run("Tools", func(t *testing.T) { testTools(t, pg, p) })
 	t.Run("AuthQuery", func(t *testing.T) { testAuthQuery(t, pg) })
 	t.Run("ClientTLS", func(t *testing.T) { testClientTLS(t, pg) })
+	t.Run("HostSSL", func(t *testing.T) { testHostSSL(t, pg) })
 	t.Run("ReadOnlyPort", func(t *testing.T) { testReadOnlyPort(t, pg) })
 	t.Run("EvictionAndReserve", func(t *testing.T) { testEvictionAndReserve(t, pg) })
 	t.Run("DeadIdleServer", func(t *testing.T) { testDeadIdleServer(t, pg) })
 	t.Run("PrimaryChange", func(t *testing.T) { testPrimaryChange(t, pg) })
 	t.Run("ServerSocket", func(t *testing.T) { testServerSocket(t, pg) })
+	t.Run("AuthQueryHardening", func(t *testing.T) { testAuthQueryHardening(t, pg) })
+	t.Run("CancelAfterRelease", func(t *testing.T) { testCancelAfterRelease(t, pg) })
+	t.Run("ConnPanics", func(t *testing.T) { testConnPanics(t, pg) })
+	t.Run("StatementBounds", func(t *testing.T) { testStatementBounds(t, pg) })
 }
 
 // testServerSocket: a Router may name Postgres by its Unix socket path

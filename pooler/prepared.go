@@ -1,6 +1,7 @@
 package pooler
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 )
@@ -14,11 +15,25 @@ type stmtDef struct {
 	body []byte // Parse body after the statement name
 }
 
+// Bounds on the statements the pooler keeps. A client's named statements
+// live as long as the client (it may use them at any time), so they are
+// bounded per client: in number by max_client_prepared_statements, in
+// text by maxClientStmtBytes. The registry that shares equal statements
+// between clients forgets arbitrary ones past its bounds: a client that
+// holds a forgotten statement keeps it, and the next Parse of the same
+// text is prepared anew under a new name.
+const (
+	maxClientStmtBytes = 64 << 20
+	maxRegistryStmts   = 10000
+	maxRegistryBytes   = 64 << 20
+)
+
 // stmtRegistry interns statements by their Parse body.
 type stmtRegistry struct {
-	mu   sync.Mutex
-	byQ  map[string]*stmtDef
-	next uint64
+	mu    sync.Mutex
+	byQ   map[string]*stmtDef
+	bytes int
+	next  uint64
 }
 
 func (r *stmtRegistry) intern(body []byte) *stmtDef {
@@ -30,10 +45,23 @@ func (r *stmtRegistry) intern(body []byte) *stmtDef {
 	if r.byQ == nil {
 		r.byQ = make(map[string]*stmtDef)
 	}
+	for len(r.byQ) > 0 && (len(r.byQ) >= maxRegistryStmts || r.bytes+len(body) > maxRegistryBytes) {
+		for k, d := range r.byQ { // an arbitrary one
+			delete(r.byQ, k)
+			r.bytes -= len(d.body)
+			break
+		}
+	}
 	r.next++
 	d := &stmtDef{id: r.next, name: []byte("pgha_" + strconv.FormatUint(r.next, 10)), body: append([]byte(nil), body...)}
 	r.byQ[string(d.body)] = d
+	r.bytes += len(d.body)
 	return d
+}
+
+// stmtLimit is the error that ends a client past its statement bounds.
+func stmtLimit(format string, args ...any) error {
+	return &loginError{code: codeConfigLimit, msg: fmt.Sprintf(format, args...)}
 }
 
 // ensurePrepared makes d exist on s: if missing it queues a Parse whose
@@ -112,6 +140,10 @@ func (c *client) handleParse(n int) error {
 			}
 			return c.forward(s, 'P', n, 'P')
 		}
+		if c.stmtBytes+n > maxClientStmtBytes {
+			// Refused before the body is read into memory.
+			return stmtLimit("prepared statement of %d bytes: this client's named statements would exceed %d MiB of text; use an unnamed statement or session mode", n, maxClientStmtBytes>>20)
+		}
 	}
 	body, err := readBody(c.br, n)
 	if err != nil {
@@ -120,6 +152,19 @@ func (c *client) handleParse(n int) error {
 	name, rest, ok := cbytes(body)
 	if !ok {
 		return errBadMessage('P')
+	}
+	var old *stmtDef
+	if len(name) > 0 {
+		old = c.stmts[string(name)]
+		if max := c.p.cfg.MaxClientPreparedStatements; old == nil && max > 0 && len(c.stmts) >= max {
+			return stmtLimit("too many prepared statements: this client holds %d named statements (pooler.max_client_prepared_statements); close some, or use unnamed statements", len(c.stmts))
+		}
+		if old != nil {
+			c.stmtBytes -= len(old.body)
+		}
+		if c.stmtBytes+len(rest) > maxClientStmtBytes {
+			return stmtLimit("prepared statements of this client exceed %d MiB of text; close some, or use unnamed statements or session mode", maxClientStmtBytes>>20)
+		}
 	}
 	s, err := c.server()
 	if err != nil {
@@ -135,12 +180,13 @@ func (c *client) handleParse(n int) error {
 		return nil
 	}
 	d := c.p.stmts.intern(rest)
-	if old := c.stmts[string(name)]; old != d {
+	if old != d {
 		if c.stmts == nil {
 			c.stmts = make(map[string]*stmtDef)
 		}
 		c.stmts[string(name)] = d
 	}
+	c.stmtBytes += len(d.body)
 	c.mu.Lock()
 	evict, parse, _ := c.ensurePrepared(s, d, true)
 	if !parse {
@@ -237,7 +283,10 @@ func (c *client) handleClose(n int) error {
 			if !ok {
 				return errBadMessage('C')
 			}
-			delete(c.stmts, string(name))
+			if d := c.stmts[string(name)]; d != nil {
+				c.stmtBytes -= len(d.body)
+				delete(c.stmts, string(name))
+			}
 			c.br.Discard(n)
 			return c.localAnswer('3')
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Settings whose changes Postgres reports with ParameterStatus and the
@@ -130,6 +131,27 @@ func (s *server) pumpWorker() {
 // returns the server to its pool after ReadyForQuery 'I' with nothing left
 // in flight (transaction and statement mode), or when c leaves.
 func (s *server) pump(c *client) {
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug: end this client and this server connection only.
+			c.p.recovered(r, "server pump", "client", c.id, "server", s.id)
+			c.conn.Close()
+			s.close()
+			if lockWithin(&c.mu, time.Second) {
+				if c.srv == s {
+					c.srv = nil
+				}
+				if s.waiting {
+					s.waiting = false
+					s.holdCh <- struct{}{}
+				}
+				c.mu.Unlock()
+			}
+		}
+	}()
+	if h := c.p.hooks.pump; h != nil {
+		h()
+	}
 	if err := s.pumpLoop(c, false); err != nil {
 		s.pumpFailed(c, err)
 	}
@@ -156,6 +178,14 @@ func (s *server) pumpFailed(c *client, err error) {
 
 func (s *server) pumpLoop(c *client, inline bool) error {
 	br, cw := s.br, s.cw
+	// held tracks c.mu so that a panic (a bug) does not leave it locked
+	// for the client goroutine and the recovery (see pump).
+	held := false
+	defer func() {
+		if held {
+			c.mu.Unlock()
+		}
+	}()
 	for {
 		if br.Buffered() == 0 && cw.Buffered() > 0 {
 			if err := cw.Flush(); err != nil {
@@ -175,8 +205,10 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 		case 'D', 'd', 'N', 'A', 't', 'G', 'H', 'W', 'V', 'c', 'v':
 			if s.special.Load() != 0 {
 				c.mu.Lock()
+				held = true
 				s.emitSynth()
 				swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
+				held = false
 				c.mu.Unlock()
 				if swallow {
 					br.Discard(5 + n)
@@ -203,11 +235,13 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			k, rest, _ := cstring(b)
 			v, _, _ := cstring(rest)
 			c.mu.Lock()
+			held = true
 			if i := trackedIndex(k); i >= 0 {
 				s.tracked[i] = v
 				c.setTracked(i, v)
 			}
 			swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
+			held = false
 			c.mu.Unlock()
 			if !swallow {
 				writeHeader(cw, 'S', n)
@@ -225,6 +259,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			}
 			var st = [1]byte{status}
 			c.mu.Lock()
+			held = true
 			s.emitSynth()
 			swallow := false
 			if s.queued() > 0 && ends(s.q[s.qh].kind, 'Z') {
@@ -237,6 +272,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 				c.stats.txnEnd(st[0])
 			}
 			if s.queued() > 0 {
+				held = false
 				c.mu.Unlock()
 				continue
 			}
@@ -244,15 +280,18 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 				// Only the pooler's reset query was left; give the server back.
 				c.srv = nil
 				s.client.Store(nil)
+				held = false
 				c.mu.Unlock()
 				s.pool.release(s, st[0] == 'I')
 				return nil
 			}
 			if c.mode == modeSession {
+				held = false
 				c.mu.Unlock()
 				continue
 			}
 			if st[0] != 'I' {
+				held = false
 				c.mu.Unlock()
 				if inline && c.mode != modeStatement {
 					// In a transaction and nothing more to answer: let the
@@ -275,29 +314,36 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 				// The client goroutine is writing its next batch; wait for
 				// it to finish, then decide again.
 				s.waiting = true
+				held = false
 				c.mu.Unlock()
 				<-s.holdCh
 				c.mu.Lock()
+				held = true
 			}
 			if c.srv != s {
+				held = false
 				c.mu.Unlock()
 				return errDetached
 			}
 			if s.queued() > 0 {
+				held = false
 				c.mu.Unlock()
 				continue
 			}
 			if err := cw.Flush(); err != nil {
+				held = false
 				c.mu.Unlock()
 				return err
 			}
 			c.srv = nil
 			s.client.Store(nil)
+			held = false
 			c.mu.Unlock()
 			s.pool.release(s, true)
 			return nil
 		case '1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E':
 			c.mu.Lock()
+			held = true
 			s.emitSynth()
 			swallow := false
 			if s.queued() > 0 {
@@ -322,6 +368,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 				}
 			}
 			if swallow {
+				held = false
 				c.mu.Unlock()
 				br.Discard(5 + n)
 				continue
@@ -329,6 +376,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			c.stats.recv(n + 5)
 			err := copyBody(cw, br, n+5)
 			s.emitSynth()
+			held = false
 			c.mu.Unlock()
 			if err != nil {
 				return err

@@ -80,6 +80,11 @@ type server struct {
 	closed   atomic.Bool
 	// closeNeeded: close instead of reusing at the next release.
 	closeNeeded atomic.Bool
+	// cancels counts cancel requests on their way to this connection's
+	// backend; parked: released meanwhile, out of the pool until they
+	// arrive (pool.mu; see Pooler.cancel).
+	cancels int
+	parked  bool
 	// Stats for SHOW SERVERS.
 	state atomic.Int32
 }
@@ -227,6 +232,11 @@ func (s *server) authStep(code uint32, data []byte, user string, sec secret, sc 
 	}
 	switch code {
 	case 0:
+		if *sc != nil && !(*sc).verified {
+			// AuthenticationOk without SASLFinal: the server skipped
+			// proving that it knows the secret.
+			return fmt.Errorf("pooler: login to %s: the server ended SCRAM without its signature", s.addr)
+		}
 		return nil
 	case 3: // cleartext
 		if sec.plain == "" {
@@ -293,6 +303,32 @@ func (s *server) simpleQuery(sql string, timeout time.Duration) ([][]*string, er
 	if err := s.send(m.begin('Q').str(sql).end()); err != nil {
 		return nil, err
 	}
+	return s.readRows()
+}
+
+// paramQuery runs sql with text parameters bound to $1, $2, ... (the
+// extended protocol: the values never become SQL text) on an idle
+// server and returns the rows as text.
+func (s *server) paramQuery(sql string, args []string, deadline time.Time) ([][]*string, error) {
+	s.conn.SetDeadline(deadline)
+	defer s.conn.SetDeadline(time.Time{})
+	var m msgBuilder
+	m.begin('P').str("").str(sql).i16(0).end()
+	m.begin('B').str("").str("").i16(0).i16(int16(len(args)))
+	for _, a := range args {
+		m.i32(int32(len(a))).raw([]byte(a))
+	}
+	m.i16(0).end()
+	m.begin('E').str("").i32(0).end()
+	m.begin('S').end()
+	if err := s.send(&m); err != nil {
+		return nil, err
+	}
+	return s.readRows()
+}
+
+// readRows reads a query's answers up to ReadyForQuery.
+func (s *server) readRows() ([][]*string, error) {
 	var rows [][]*string
 	var qerr error
 	for {
@@ -342,24 +378,6 @@ func (s *server) close() {
 	s.conn.Write(m.begin('X').end().b)
 	s.conn.Close()
 	s.pool.forget(s)
-}
-
-// sendCancel asks Postgres to cancel what this server connection runs.
-func (s *server) sendCancel() {
-	conn, err := net.DialTimeout(serverNetwork(s.addr), s.addr, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	var b [16]byte
-	binary.BigEndian.PutUint32(b[0:], 16)
-	binary.BigEndian.PutUint32(b[4:], cancelRequestCode)
-	binary.BigEndian.PutUint32(b[8:], s.pid)
-	binary.BigEndian.PutUint32(b[12:], s.secret)
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	conn.Write(b[:])
-	var one [1]byte
-	conn.Read(one[:]) // Postgres closes after handling it
 }
 
 func randUint32() uint32 {

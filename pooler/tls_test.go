@@ -31,3 +31,27 @@ func testClientTLS(t *testing.T, pg *testPG) {
 		t.Fatalf("plain connection with sslmode=require on the pooler: want refusal, got %v", err)
 	}
 }
+
+// testHostSSL: hostssl rules match only TLS clients and hostnossl only
+// plain ones, as in pg_hba.conf.
+func testHostSSL(t *testing.T, pg *testPG) {
+	cert, key, _ := testcert.Write(t)
+	p := startPooler(t, pg, func(c *config.Pooler) {
+		c.ClientTLS = config.ClientTLS{SSLMode: "prefer", CertFile: cert, KeyFile: key}
+		c.HBA = []string{
+			"hostssl all all 127.0.0.1/32 scram-sha-256",
+			"hostnossl all all 127.0.0.1/32 reject",
+		}
+	})
+	ctx := tctx(t)
+	dsn := strings.Replace(superDSN(p), "sslmode=disable", "sslmode=require", 1)
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("TLS client under a hostssl rule: %v", err)
+	}
+	c.Close(ctx)
+	_, err = pgx.Connect(ctx, superDSN(p))
+	if pgCode(err) != codeInvalidAuthSpec || !strings.Contains(err.Error(), "no hba rule") {
+		t.Fatalf("plain client under hostssl/hostnossl-reject rules: want 28000 no hba rule, got %v", err)
+	}
+}

@@ -32,6 +32,7 @@ const (
 	codeAdminShutdown     = "57P01"
 	codeFeatureNotSupp    = "0A000"
 	codeInvalidCatalog    = "3D000"
+	codeConfigLimit       = "53400"
 )
 
 // bodyLen checks the length field of a 5-byte message header and returns
@@ -51,14 +52,15 @@ func bodyLen(hdr []byte, max int) (int, error) {
 // readStartupPacket reads one length-prefixed startup-phase packet (no type
 // byte): SSLRequest, GSSENCRequest, CancelRequest or StartupMessage. It
 // returns the code and the rest of the body.
-func readStartupPacket(r io.Reader) (code uint32, body []byte, err error) {
+// A length outside 8..limit is refused before the body is allocated.
+func readStartupPacket(r io.Reader, limit int) (code uint32, body []byte, err error) {
 	var h [8]byte
 	if _, err := io.ReadFull(r, h[:4]); err != nil {
 		return 0, nil, err
 	}
 	n := int64(int32(binary.BigEndian.Uint32(h[:4])))
-	if n < 8 || n > maxStartupLen {
-		return 0, nil, fmt.Errorf("%w: startup packet length %d (want 8..%d)", ErrProtocol, n, maxStartupLen)
+	if n < 8 || n > int64(limit) {
+		return 0, nil, fmt.Errorf("%w: startup packet length %d (want 8..%d)", ErrProtocol, n, limit)
 	}
 	if _, err := io.ReadFull(r, h[4:8]); err != nil {
 		return 0, nil, fmt.Errorf("%w: truncated startup packet: %v", ErrProtocol, err)
