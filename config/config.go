@@ -94,6 +94,8 @@ type PostgreSQL struct {
 	Authentication Authentication `yaml:"authentication" json:"authentication"`
 	// PgCtlTimeout bounds start, stop and promote.
 	PgCtlTimeout Duration `yaml:"pg_ctl_timeout" json:"pg_ctl_timeout"`
+	// Callbacks run the operator's scripts on Postgres events.
+	Callbacks Callbacks `yaml:"callbacks" json:"callbacks"`
 }
 
 // Bootstrap is used once, by the node that initialises the cluster.

@@ -46,6 +46,10 @@ type Options struct {
 	// Fence, when set, is told how long this node may take writes (the
 	// fence keeper that outlives the daemon).
 	Fence WriteFence
+	// OnEvent, when set, is told when the local Postgres started,
+	// stopped or changed role (callbacks). It runs on the loop's
+	// goroutine and must not block.
+	OnEvent func(PostgresEvent, cluster.Role)
 	Log   *slog.Logger
 }
 
@@ -70,6 +74,7 @@ type Loop struct {
 	lastLoop time.Time
 	local    Local
 	isLeader bool
+	pubRole  cluster.Role
 	changed  chan struct{}
 
 	// primaryRunning is set when the last cycle saw a writable local
@@ -94,6 +99,7 @@ type Loop struct {
 	lastDecision  string
 	slotSet       string
 	failed        failures
+	observed      observation
 	// memberDoc is the member key last published (memberMu).
 	memberMu  sync.Mutex
 	memberDoc cluster.Member
@@ -155,6 +161,8 @@ type Info struct {
 	DCSLastSeen time.Time
 	LastLoop    time.Time
 	Local       Local
+	// Role is the role this member last published (primary, replica...).
+	Role cluster.Role
 }
 
 // Info returns the loop's own state.
@@ -162,7 +170,7 @@ func (l *Loop) Info() Info {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	leader := l.isLeader && time.Now().Before(l.lease.State().Deadline(0))
-	return Info{IsLeader: leader, DCSLastSeen: l.lastSeen, LastLoop: l.lastLoop, Local: l.local}
+	return Info{IsLeader: leader, DCSLastSeen: l.lastSeen, LastLoop: l.lastLoop, Local: l.local, Role: l.pubRole}
 }
 
 // Changed returns a channel closed at the next notable change: etcd
@@ -181,6 +189,7 @@ func (l *Loop) publish(v cluster.View, ok bool, local Local, isLeader bool) {
 	notable := ok != l.viewOK || isLeader != l.isLeader || local.Running != l.local.Running ||
 		local.InRecovery != l.local.InRecovery || routingKey(v) != routingKey(l.view)
 	l.view, l.viewOK, l.local, l.isLeader = v, ok, local, isLeader
+	l.pubRole = l.role // publish runs on the loop goroutine, which owns role
 	if ok {
 		l.lastSeen = time.Now()
 	}

@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pgha/pgha/callback"
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/fence"
@@ -38,6 +39,8 @@ type Daemon struct {
 	// write permission runs out while this daemon is dead or frozen.
 	keeper *fence.Client
 	killed bool
+	// callbacks runs postgresql.callbacks scripts.
+	callbacks *callback.Runner
 
 	mu         sync.Mutex
 	components map[string]Component
@@ -134,6 +137,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		Prepare:  inst.PrepareRunDir,
 		Log:      d.log,
 	})
+	d.callbacks = callback.New(cfg.PostgreSQL.Callbacks, cfg.Scope, d.log)
+	d.Add("callbacks", d.callbacks.Run)
 	store := leader.NewStore(cli, cfg.Namespace, cfg.Scope, cfg.Name, d.log)
 	d.loop = leader.NewLoop(store, pgAdapter{in: inst}, leader.Options{
 		Name:      cfg.Name,
@@ -144,6 +149,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		Bootstrap: cfg.Bootstrap.DCS,
 		OnFence:   d.fence,
 		Fence:     keeperFence{d.keeper},
+		OnEvent:   d.postgresEvent,
 		OnCycle: func(dur time.Duration) {
 			for _, h := range d.hooks().cycle {
 				h(dur)
@@ -379,7 +385,18 @@ func (d *Daemon) SetConfig(ctx context.Context, c config.DynamicConfig, rev int6
 // Restart restarts the local Postgres inside the HA loop (between two
 // cycles) and returns when it is up or failed to come up.
 func (d *Daemon) Restart(ctx context.Context) error {
-	return d.loop.Do(ctx, func(ctx context.Context) error { return d.inst.Restart(ctx) })
+	err := d.loop.Do(ctx, func(ctx context.Context) error { return d.inst.Restart(ctx) })
+	if err == nil {
+		d.callbacks.Fire(callback.Event{Action: callback.OnRestart, Role: string(d.loop.Info().Role)})
+	}
+	return err
+}
+
+// postgresEvent turns the loop's observations into callbacks.
+func (d *Daemon) postgresEvent(e leader.PostgresEvent, role cluster.Role) {
+	action := map[leader.PostgresEvent]string{leader.EventStarted: callback.OnStart,
+		leader.EventStopped: callback.OnStop, leader.EventRoleChanged: callback.OnRoleChange}[e]
+	d.callbacks.Fire(callback.Event{Action: action, Role: string(role)})
 }
 
 // Reinitialize wipes the local data dir and re-clones it from the leader,
@@ -425,6 +442,7 @@ func (d *Daemon) ReloadFile(path string) error {
 	d.mu.Unlock()
 	d.loop.SetTags(next.Tags)
 	d.log.Info("configuration reloaded", "file", path, "tags", fmt.Sprintf("%+v", next.Tags))
+	d.callbacks.Fire(callback.Event{Action: callback.OnReload, Role: string(d.loop.Info().Role)})
 	if prev.PostgreSQL.Listen != next.PostgreSQL.Listen || prev.PostgreSQL.DataDir != next.PostgreSQL.DataDir ||
 		prev.Scope != next.Scope || prev.Name != next.Name || strings.Join(prev.Etcd.Endpoints, ",") != strings.Join(next.Etcd.Endpoints, ",") {
 		d.log.Warn("configuration reload: scope, name, etcd endpoints, postgresql.listen and data_dir changes need a daemon restart")
