@@ -50,7 +50,7 @@ type Options struct {
 	// stopped or changed role (callbacks). It runs on the loop's
 	// goroutine and must not block.
 	OnEvent func(PostgresEvent, cluster.Role)
-	Log   *slog.Logger
+	Log     *slog.Logger
 }
 
 // Loop is the HA loop of one member.
