@@ -42,6 +42,10 @@ type Etcd struct {
 	DialTimeout Duration `yaml:"dial_timeout" json:"dial_timeout"`
 }
 
+// TLS reports whether etcd is reached over TLS with files of the
+// node's: a CA certificate or a client certificate is set.
+func (e Etcd) TLS() bool { return e.CACert != "" || e.Cert != "" }
+
 // RESTAPI configures the Patroni-compatible HTTP API.
 type RESTAPI struct {
 	Listen         string `yaml:"listen" json:"listen"`
