@@ -29,7 +29,7 @@ func (c *Config) fillDerived() {
 		c.PostgreSQL.ConnectAddress = c.PostgreSQL.Listen
 	}
 	if c.Etcd.Embedded && c.Etcd.DataDir == "" && c.PostgreSQL.DataDir != "" {
-		c.Etcd.DataDir = filepath.Join(filepath.Dir(filepath.Clean(c.PostgreSQL.DataDir)), c.Name+".etcd")
+		c.Etcd.DataDir = DefaultEtcdDataDir(c.PostgreSQL.DataDir, c.Name)
 	}
 }
 
