@@ -157,6 +157,7 @@ func FuzzParseDynamic(f *testing.F) {
 		`{"ttl":1e9,"loop_wait":1e-9,"master_start_timeout":"8760h"}`,
 		`{"synchronous_mode":true,"synchronous_mode_strict":true,"pause":true,"unknown":{"x":1}}`,
 		`{"postgresql":5}`, `{"ttl":-1}`, `{"ttl":"1.0000000001"}`,
+		`{"ttl":"34135.727263992s"}`, // seconds as float64 lose the last nanosecond
 	} {
 		f.Add([]byte(s))
 	}
