@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"time"
 )
 
@@ -43,6 +44,17 @@ type Etcd struct {
 	Key         string   `yaml:"key" json:"key"`
 	DialTimeout Duration `yaml:"dial_timeout" json:"dial_timeout"`
 }
+
+// DefaultEtcdDataDir is where an embedded etcd keeps its data when
+// etcd.data_dir is not set: <name>.etcd beside the Postgres data
+// directory (pgDataDir).
+func DefaultEtcdDataDir(pgDataDir, name string) string {
+	return filepath.Join(filepath.Dir(filepath.Clean(pgDataDir)), name+".etcd")
+}
+
+// TLS reports whether etcd is reached over TLS with files of the
+// node's: a CA certificate or a client certificate is set.
+func (e Etcd) TLS() bool { return e.CACert != "" || e.Cert != "" }
 
 // RESTAPI configures the Patroni-compatible HTTP API.
 type RESTAPI struct {

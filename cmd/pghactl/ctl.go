@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
@@ -152,47 +149,17 @@ func parseDCSURL(s string) ([]string, error) {
 }
 
 // endpointURLs returns the endpoints as URLs clientv3 accepts.
-func (x *ctl) endpointURLs() []string {
-	out := make([]string, 0, len(x.etcd.Endpoints))
-	for _, e := range x.etcd.Endpoints {
-		if !strings.Contains(e, "://") {
-			e = "http://" + e
-		}
-		out = append(out, e)
-	}
-	return out
-}
+func (x *ctl) endpointURLs() []string { return leader.EndpointURLs(x.etcd) }
 
-// client opens the etcd client once.
+// client opens the etcd client once (leader.NewClient: TLS, auth, dial
+// timeout, as the daemon does).
 func (x *ctl) client() (*clientv3.Client, error) {
 	if x.cli != nil {
 		return x.cli, nil
 	}
-	cfg := clientv3.Config{Endpoints: x.endpointURLs(), DialTimeout: etcdTimeout,
-		Username: x.etcd.Username, Password: x.etcd.Password, Logger: zap.NewNop()}
-	if x.etcd.CACert != "" || x.etcd.Cert != "" {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if x.etcd.CACert != "" {
-			pem, err := os.ReadFile(x.etcd.CACert)
-			if err != nil {
-				return nil, fmt.Errorf("etcd.cacert: %w", err)
-			}
-			pool := x509.NewCertPool()
-			pool.AppendCertsFromPEM(pem)
-			tc.RootCAs = pool
-		}
-		if x.etcd.Cert != "" {
-			cert, err := tls.LoadX509KeyPair(x.etcd.Cert, x.etcd.Key)
-			if err != nil {
-				return nil, fmt.Errorf("etcd.cert/key: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		cfg.TLS = tc
-	}
-	cli, err := clientv3.New(cfg)
+	cli, err := leader.NewClient(x.etcd)
 	if err != nil {
-		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(cfg.Endpoints, ","), err)
+		return nil, err
 	}
 	x.cli = cli
 	return cli, nil

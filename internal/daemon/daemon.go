@@ -97,36 +97,30 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	// config key is read (then OnView keeps them current).
 	inst.SetClusterParameters(cfg.Bootstrap.DCS.PostgreSQL.Parameters)
 	d.inst = inst
-	endpoints := cfg.Etcd.Endpoints
+	etcdCfg := cfg.Etcd
 	if cfg.Etcd.Embedded {
-		if len(endpoints) == 0 {
+		if len(etcdCfg.Endpoints) == 0 {
 			return nil, errors.New("daemon: etcd.embedded needs etcd.endpoints[0] as the address to serve clients on")
 		}
 		peer, err := freeLoopbackAddr()
 		if err != nil {
 			return nil, err
 		}
-		e, err := StartEmbeddedEtcd(ctx, cfg.Etcd.DataDir, cfg.Name, hostPort(endpoints[0]), peer, 30*time.Second)
+		dir := cfg.Etcd.DataDir
+		if dir == "" {
+			dir = config.DefaultEtcdDataDir(cfg.PostgreSQL.DataDir, cfg.Name)
+		}
+		e, err := StartEmbeddedEtcd(ctx, dir, cfg.Name, hostPort(etcdCfg.Endpoints[0]), peer, 30*time.Second)
 		if err != nil {
 			return nil, err
 		}
 		d.etcd = e
-		endpoints = []string{e.ClientURL}
+		etcdCfg.Endpoints = []string{e.ClientURL}
 	}
-	dial := cfg.Etcd.DialTimeout.D()
-	if dial <= 0 {
-		dial = 5 * time.Second
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: dial,
-		Username:    cfg.Etcd.Username,
-		Password:    cfg.Etcd.Password,
-		Logger:      nopZap(),
-	})
+	cli, err := leader.NewClient(etcdCfg)
 	if err != nil {
 		d.closeEtcd()
-		return nil, fmt.Errorf("daemon: etcd client for %v: %w", endpoints, err)
+		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	d.cli = cli
 	d.keeper = fence.NewClient(fence.ClientConfig{
