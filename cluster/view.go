@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"time"
 
 	"github.com/pgha/pgha/config"
@@ -69,9 +70,22 @@ type Failover struct {
 
 // Sync is the sync key: the leader and its synchronous standbys.
 type Sync struct {
-	Leader      string `json:"leader"`
+	Leader string `json:"leader"`
+	// SyncStandby names the confirmed synchronous standbys, comma
+	// separated (Patroni's form).
 	SyncStandby string `json:"sync_standby,omitempty"`
 	Revision    int64  `json:"-"`
+}
+
+// Standbys lists the members SyncStandby names.
+func (s Sync) Standbys() []string {
+	var out []string
+	for _, n := range strings.Split(s.SyncStandby, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // HistoryEntry is one timeline switch, Patroni's

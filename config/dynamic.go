@@ -149,6 +149,7 @@ func validateDynamic(p *problems, path string, d DynamicConfig) {
 		p.add(at("master_start_timeout"), "%s is longer than 10*ttl: a crashed primary would block failover that long", d.MasterStartTimeout.D())
 	}
 	checkParameters(p, at("postgresql.parameters"), d.PostgreSQL.Parameters)
+	validateSlots(p, at, d)
 }
 
 // paramName is a setting's name as Postgres's configuration-file grammar

@@ -2,6 +2,7 @@ package leader
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -180,7 +181,10 @@ type Facts struct {
 //   - Former primary stopped (no standby.signal, not a clean stop): Rewind,
 //     or Reclone when the rewind already failed.
 //   - Replica stopped: StartReplica; replica following the wrong member:
-//     Follow.
+//     Follow. The member to follow is the leader, or the running member
+//     named by the replicatefrom tag (cascading replication); a member
+//     without data clones from a running replica tagged clonefrom when
+//     there is one.
 //   - Running replica that went past the fork point of the leader's
 //     timeline (it kept receiving WAL from the old primary after another
 //     node was promoted; not streaming, older timeline, position beyond
@@ -355,11 +359,17 @@ func decideFollower(f Facts) Action {
 		return act(Nothing, "", "leader %s has not published its address yet", lead)
 	}
 	if !local.Initialized {
+		if src := cloneSource(v, f.Me); src != lead {
+			return act(Clone, src, "no data directory; cloning from %s (tagged clonefrom)", src)
+		}
 		if lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning {
 			return act(Nothing, "", "waiting for leader %s to run before cloning", lead)
 		}
 		return act(Clone, lead, "no data directory; cloning from leader %s", lead)
 	}
+	// The member to stream from: the leader, or the replica named by
+	// the replicatefrom tag (cascading replication).
+	up := upstreamOf(v, f.Me, f.Tags)
 	if local.Running && !local.InRecovery {
 		return act(Demote, lead, "%s holds the leader key; demoting this primary to follow it", lead)
 	}
@@ -370,7 +380,7 @@ func decideFollower(f Facts) Action {
 			}
 			return act(Rewind, lead, "former primary rejoins %s", lead)
 		}
-		return act(StartReplica, lead, "starting as a replica of %s", lead)
+		return act(StartReplica, up, "starting as a replica of %s", up)
 	}
 	if fork, ok := divergedFrom(v.History, lm, local); ok {
 		if f.RewindFailed {
@@ -378,10 +388,13 @@ func decideFollower(f Facts) Action {
 		}
 		return act(Rewind, lead, "replica on timeline %d replayed past %s, where %s's timeline forked: rewinding", local.Timeline, lsnString(fork), lead)
 	}
-	if f.Following != lead {
+	if f.Following != up {
+		if up != lead {
+			return act(Follow, up, "replicating from %s (replicatefrom)", up)
+		}
 		return act(Follow, lead, "leader is now %s", lead)
 	}
-	return act(Nothing, "", "replica following %s", lead)
+	return act(Nothing, "", "replica following %s", up)
 }
 
 // divergedFrom reports whether a running replica holds WAL the leader
@@ -435,7 +448,7 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 		}
 	}
 	if syncGated(v, f.Me) {
-		if v.Sync.SyncStandby == "" {
+		if len(v.Sync.Standbys()) == 0 {
 			return act(Nothing, "", "synchronous mode: no synchronous standby was confirmed, only %s may take the leader key", v.Sync.Leader)
 		}
 		return act(Nothing, "", "synchronous mode: only %s may take the leader key", v.Sync.SyncStandby)
@@ -466,5 +479,5 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 // it nor its confirmed synchronous standby.
 func syncGated(v cluster.View, name string) bool {
 	return v.Config.SynchronousMode && v.Sync != nil && v.Sync.Leader != "" &&
-		v.Sync.SyncStandby != name && v.Sync.Leader != name
+		!slices.Contains(v.Sync.Standbys(), name) && v.Sync.Leader != name
 }

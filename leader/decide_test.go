@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,6 +211,33 @@ func TestDecide(t *testing.T) {
 		{"stopped replica starts", func(f Facts) Facts { f.Local.Running = false; return f }, StartReplica, "a", ""},
 		{"replica of the old leader follows the new one", func(f Facts) Facts { f.Following = "c"; return f }, Follow, "a", ""},
 		{"replica past the fork of the leader's timeline rewinds", diverged, Rewind, "a", "forked"},
+		{"replicatefrom a running replica follows it", func(f Facts) Facts { f.Tags.ReplicateFrom = "c"; return f }, Follow, "c", "replicatefrom"},
+		{"replicatefrom, already following it", func(f Facts) Facts { f.Tags.ReplicateFrom, f.Following = "c", "c"; return f }, Nothing, "", "following c"},
+		{"replicatefrom a stopped member falls back to the leader", func(f Facts) Facts {
+			f.Tags.ReplicateFrom, f.Following = "c", "c"
+			f.View.Members[2].State = cluster.StateStopped
+			return f
+		}, Follow, "a", "leader is now a"},
+		{"replicatefrom a member that replicates from this one falls back to the leader", func(f Facts) Facts {
+			f.Tags.ReplicateFrom = "c"
+			f.View.Members[2].Tags.ReplicateFrom = "b"
+			return f
+		}, Nothing, "", "following a"},
+		{"stopped cascading replica starts from its upstream", func(f Facts) Facts {
+			f.Tags.ReplicateFrom, f.Local.Running = "c", false
+			return f
+		}, StartReplica, "c", ""},
+		{"empty data dir clones from a replica tagged clonefrom", func(f Facts) Facts {
+			f.Local = Local{}
+			f.View.Members[2].Tags.CloneFrom = true
+			return f
+		}, Clone, "c", "clonefrom"},
+		{"a stopped clonefrom replica is not a source", func(f Facts) Facts {
+			f.Local = Local{}
+			f.View.Members[2].Tags.CloneFrom = true
+			f.View.Members[2].State = cluster.StateStopped
+			return f
+		}, Clone, "a", "leader a"},
 		{"replica past the fork whose rewind failed re-clones", func(f Facts) Facts { f = diverged(f); f.RewindFailed = true; return f }, Reclone, "a", ""},
 		{"replica at the fork point follows", func(f Facts) Facts { f = diverged(f); f.Local.Position = 900; return f }, Nothing, "", "following a"},
 		{"replica past the fork but streaming has not diverged", func(f Facts) Facts { f = diverged(f); f.Local.Streaming = true; return f }, Nothing, "", "following a"},
@@ -333,8 +361,17 @@ func TestPickSyncStandby(t *testing.T) {
 		{"none streaming", "b", map[string]string{}, ""},
 		{"a current standby tagged nosync is replaced", "g", all, "c"},
 	} {
-		if got := pickSyncStandby(v, "a", tc.current, tc.streaming); got != tc.want {
+		var cur []string
+		if tc.current != "" {
+			cur = []string{tc.current}
+		}
+		got := pickSyncStandbys(v, "a", cur, tc.streaming, 1)
+		if want := []string{tc.want}; (tc.want == "" && len(got) != 0) || (tc.want != "" && !slices.Equal(got, want)) {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
+	}
+	// synchronous_node_count 2: the current one kept, then the best other.
+	if got := pickSyncStandbys(v, "a", []string{"b"}, all, 2); !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("two standbys: got %q, want [b c]", got)
 	}
 }

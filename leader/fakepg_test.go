@@ -21,7 +21,7 @@ func (noPostgres) Follow(context.Context, Upstream) error               { return
 func (noPostgres) Clone(context.Context, Upstream) error                { return nil }
 func (noPostgres) Rewind(context.Context, Upstream) error               { return nil }
 func (noPostgres) Wipe(context.Context) error                           { return nil }
-func (noPostgres) SyncSlots(context.Context, []string) error            { return nil }
+func (noPostgres) SyncSlots(context.Context, Slots) error               { return nil }
 func (noPostgres) SetSyncStandby(context.Context, []string) error       { return nil }
 func (noPostgres) Streaming(context.Context) (map[string]string, error) { return nil, nil }
 func (noPostgres) Busy(context.Context) (int, error)                    { return 0, nil }

@@ -98,6 +98,8 @@ type Loop struct {
 	lastStatusPut time.Time
 	lastDecision  string
 	slotSet       string
+	slotErr       string
+	slotErrAt     time.Time
 	failed        failures
 	observed      observation
 	// memberDoc is the member key last published (memberMu).
@@ -472,6 +474,10 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 	if log, repeats := l.failed.record(a, err, time.Now(), cfg.LoopWait.D()); log {
 		l.log.Error("ha action failed", "action", string(a.Kind), "target", a.Target, "err", err,
 			"repeats_not_logged", repeats, "retry_in", time.Until(l.failed.until).Round(time.Millisecond).String())
+	}
+	if viewOK && a.Kind == Nothing && local.Running && local.InRecovery {
+		// A replica keeps the slots of the members that cascade from it.
+		l.syncSlots(ctx, v, false, false)
 	}
 	if a.Kind != Nothing && a.Kind != Keep {
 		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)

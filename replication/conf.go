@@ -105,7 +105,7 @@ func quoteLiteral(s string) string {
 	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
 }
 
-// syncNames is synchronous_standby_names for members: FIRST 1 of them
+// syncNames is synchronous_standby_names for members: all of them, FIRST N
 // (quoted), "*" for ["*"], or "" for asynchronous replication.
 func syncNames(members []string) string {
 	if len(members) == 0 {
@@ -118,7 +118,7 @@ func syncNames(members []string) string {
 	for i, m := range members {
 		q[i] = `"` + strings.ReplaceAll(m, `"`, `""`) + `"`
 	}
-	return "FIRST 1 (" + strings.Join(q, ", ") + ")"
+	return fmt.Sprintf("FIRST %d (%s)", len(q), strings.Join(q, ", "))
 }
 
 // SetSyncStandby makes members (application names, in order of

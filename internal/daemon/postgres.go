@@ -120,27 +120,8 @@ func (p pgAdapter) Streaming(ctx context.Context) (map[string]string, error) {
 	return p.in.Streaming(ctx)
 }
 
-func (p pgAdapter) SyncSlots(ctx context.Context, members []string) error {
-	want := map[string]bool{}
-	for _, m := range members {
-		name := replication.SlotName(m)
-		want[name] = true
-		if err := p.in.CreateSlot(ctx, name); err != nil {
-			return fmt.Errorf("daemon: slot for member %s: %w", m, err)
-		}
-	}
-	have, err := p.in.Slots(ctx)
-	if err != nil {
-		return fmt.Errorf("daemon: list slots: %w", err)
-	}
-	for _, s := range have {
-		if s.Type == "physical" && !s.Active && !want[s.Name] {
-			if err := p.in.DropSlot(ctx, s.Name); err != nil {
-				return fmt.Errorf("daemon: drop slot %s of a departed member: %w", s.Name, err)
-			}
-		}
-	}
-	return nil
+func (p pgAdapter) SyncSlots(ctx context.Context, want leader.Slots) error {
+	return p.in.SyncSlots(ctx, replication.SlotSpec{Members: want.Members, Permanent: want.Permanent, Ignore: want.Ignore})
 }
 
 func (p pgAdapter) Busy(ctx context.Context) (int, error) {
