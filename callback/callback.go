@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ type Event struct {
 
 // Runner runs the scripts of config.Callbacks.
 type Runner struct {
+	mu    sync.Mutex
 	cfg   config.Callbacks
 	scope string
 	log   *slog.Logger
@@ -69,7 +71,23 @@ func (r *Runner) Fire(ev Event) {
 	}
 }
 
+func (r *Runner) timeout() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg.Timeout.D()
+}
+
+// SetConfig replaces the scripts (a config reload); the timeout stays.
+func (r *Runner) SetConfig(cfg config.Callbacks) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg.Timeout = r.cfg.Timeout
+	r.cfg = cfg
+}
+
 func (r *Runner) script(action string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	switch action {
 	case OnStart:
 		return r.cfg.OnStart
@@ -101,7 +119,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		ev := *next
 		next = nil
-		runCtx, cancel := context.WithTimeout(ctx, r.cfg.Timeout.D())
+		timeout := r.timeout()
+		runCtx, cancel := context.WithTimeout(ctx, timeout)
 		done := make(chan error, 1)
 		var out bytes.Buffer
 		cmd, err := r.command(runCtx, ev, &out)
@@ -133,7 +152,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		took := time.Since(start).Round(time.Millisecond).String()
 		switch {
 		case errors.Is(runCtx.Err(), context.DeadlineExceeded):
-			r.log.Error("callback killed after its timeout", "action", ev.Action, "role", ev.Role, "timeout", r.cfg.Timeout.D().String(), "output", tail(out.String()))
+			r.log.Error("callback killed after its timeout", "action", ev.Action, "role", ev.Role, "timeout", timeout.String(), "output", tail(out.String()))
 		case err != nil && next == nil:
 			r.log.Error("callback failed", "action", ev.Action, "role", ev.Role, "err", err, "took", took, "output", tail(out.String()))
 		case err == nil:

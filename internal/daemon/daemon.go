@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +47,7 @@ type Daemon struct {
 	mu         sync.Mutex
 	components map[string]Component
 	onFence    []func()
+	onReload   []func(config.Config) ([]string, error)
 	onCycle    []func(time.Duration)
 	onFailover []func()
 }
@@ -422,24 +425,90 @@ func (d *Daemon) Reinitialize(ctx context.Context, force bool) error {
 var ErrNotPossible = errors.New("daemon: not possible")
 
 // ReloadFile re-reads the node's configuration file (SIGHUP, POST
-// /reload) and applies it: tags at once; scope, name, etcd endpoints,
-// postgresql.listen and data_dir changes are reported as needing a
-// restart of the daemon. A file that no longer validates changes nothing.
-func (d *Daemon) ReloadFile(path string) error {
+// /reload), as Patroni's reload does, and applies what can change
+// without a restart: tags at once; postgresql.parameters and pg_hba with
+// a Postgres reload (through the HA loop; settings that need a Postgres
+// restart show as pending_restart); callbacks; and whatever the reload
+// hooks take (the log level, the pooler's settings and user list). Keys
+// that need a daemon restart are named in the log and in the returned
+// error. A file that no longer validates changes nothing.
+func (d *Daemon) ReloadFile(ctx context.Context, path string) error {
 	next, err := config.Load(path)
 	if err != nil {
 		return fmt.Errorf("daemon: reload %s: %w", path, err)
 	}
 	d.mu.Lock()
 	prev := d.cfg
+	d.mu.Unlock()
+	restart := restartOnly(prev, next)
+	err = d.loop.Do(ctx, func(ctx context.Context) error {
+		keys, err := d.inst.SetNodeConfig(next.PostgreSQL)
+		if err != nil {
+			return err
+		}
+		restart = append(restart, keys...)
+		return d.inst.ApplyParameters(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: reload %s: postgresql: %w", path, err)
+	}
+	d.mu.Lock()
 	d.cfg.Tags = next.Tags
+	d.cfg.PostgreSQL.Parameters, d.cfg.PostgreSQL.PgHBA, d.cfg.PostgreSQL.Callbacks = next.PostgreSQL.Parameters, next.PostgreSQL.PgHBA, next.PostgreSQL.Callbacks
+	d.cfg.Log.Level = next.Log.Level
+	hooks := slices.Clone(d.onReload)
 	d.mu.Unlock()
 	d.loop.SetTags(next.Tags)
-	d.log.Info("configuration reloaded", "file", path, "tags", fmt.Sprintf("%+v", next.Tags))
+	d.callbacks.SetConfig(next.PostgreSQL.Callbacks)
+	var errs []error
+	for _, h := range hooks {
+		keys, err := h(next)
+		restart = append(restart, keys...)
+		errs = append(errs, err)
+	}
+	slices.Sort(restart)
+	restart = slices.Compact(restart)
+	d.log.Info("configuration reloaded", "file", path, "tags", fmt.Sprintf("%+v", next.Tags), "needs_restart", restart)
 	d.callbacks.Fire(callback.Event{Action: callback.OnReload, Role: string(d.loop.Info().Role)})
-	if prev.PostgreSQL.Listen != next.PostgreSQL.Listen || prev.PostgreSQL.DataDir != next.PostgreSQL.DataDir ||
-		prev.Scope != next.Scope || prev.Name != next.Name || strings.Join(prev.Etcd.Endpoints, ",") != strings.Join(next.Etcd.Endpoints, ",") {
-		d.log.Warn("configuration reload: scope, name, etcd endpoints, postgresql.listen and data_dir changes need a daemon restart")
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("daemon: reload %s: %w", path, err)
+	}
+	if len(restart) > 0 {
+		d.log.Warn("configuration reload: these keys changed but need a daemon restart (systemctl restart pgha)", "keys", strings.Join(restart, ", "))
+		return fmt.Errorf("%w: reloaded, but %s need a daemon restart", ErrNeedsRestart, strings.Join(restart, ", "))
 	}
 	return nil
+}
+
+// ErrNeedsRestart marks a reload that applied what it could while some
+// changed keys wait for a daemon restart.
+var ErrNeedsRestart = errors.New("daemon: some changes need a restart")
+
+// OnReload registers a hook that applies a reloaded configuration (the
+// log level, the pooler) and returns the changed keys it cannot apply
+// without a restart.
+func (d *Daemon) OnReload(fn func(config.Config) ([]string, error)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onReload = append(d.onReload, fn)
+}
+
+// restartOnly lists the keys outside postgresql and pooler that changed
+// and only a daemon restart applies.
+func restartOnly(prev, next config.Config) []string {
+	var keys []string
+	add := func(key string, changed bool) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	add("scope", prev.Scope != next.Scope)
+	add("name", prev.Name != next.Name)
+	add("namespace", prev.Namespace != next.Namespace)
+	add("etcd", !reflect.DeepEqual(prev.Etcd, next.Etcd))
+	add("restapi", !reflect.DeepEqual(prev.RESTAPI, next.RESTAPI))
+	add("watchdog", prev.Watchdog != next.Watchdog)
+	add("log.format", prev.Log.Format != next.Log.Format)
+	add("postgresql.callbacks.timeout", prev.PostgreSQL.Callbacks.Timeout != next.PostgreSQL.Callbacks.Timeout)
+	return keys
 }
