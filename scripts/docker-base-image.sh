@@ -104,6 +104,17 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
 
+# Bring the packages up to date with the security and updates suites, as
+# the official image is when it is published.
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+mount -t proc proc "$ROOT/proc"
+if ! chroot "$ROOT" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq' >"$WORK/upgrade.log" 2>&1; then
+	tail -n 30 "$WORK/upgrade.log" >&2
+	say "apt-get upgrade inside the new root file system failed"
+	exit 1
+fi
+umount "$ROOT/proc"
+
 # Drop what the excludes would have kept out, caches, logs and the
 # machine's identity (Docker provides /dev, /proc, /sys, hostname and
 # resolv.conf at run time).
