@@ -52,12 +52,22 @@ trap cleanup EXIT
 
 start=$(date +%s)
 say "building $IMAGE: debootstrap --variant=minbase $SUITE from $MIRROR (a minute or two)"
-if ! debootstrap --variant=minbase --merged-usr "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
+fail() {
 	tail -n 30 "$WORK/debootstrap.log" >&2
 	[ -f "$ROOT/debootstrap/debootstrap.log" ] && tail -n 30 "$ROOT/debootstrap/debootstrap.log" >&2
 	say "debootstrap failed"
 	exit 1
-fi
+}
+# Two stages, so that dpkg skips its fsync calls (force-unsafe-io) while it
+# installs the base system: a third less time, and nothing lost, since the
+# tree is imported only once complete. The setting stays in the image, as
+# in Docker's own images for years: package installs during image builds
+# are faster, and the build's commit of the layer makes them durable.
+debootstrap --foreign --variant=minbase --merged-usr "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || fail
+mkdir -p "$ROOT/etc/dpkg/dpkg.cfg.d"
+echo force-unsafe-io >"$ROOT/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
+chroot "$ROOT" /debootstrap/debootstrap --second-stage >>"$WORK/debootstrap.log" 2>&1 || fail
+t_boot=$(date +%s)
 
 # What the official slim image sets up: keep docs, man pages and
 # translations out of every later install, and let apt clean its caches.
@@ -114,6 +124,7 @@ if ! chroot "$ROOT" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive 
 	exit 1
 fi
 umount "$ROOT/proc"
+t_upgrade=$(date +%s)
 
 # Drop what the excludes would have kept out, caches, logs and the
 # machine's identity (Docker provides /dev, /proc, /sys, hostname and
@@ -135,4 +146,5 @@ tar -C "$ROOT" --numeric-owner -c . | docker import \
 	--change 'CMD ["bash"]' \
 	--message "debootstrap --variant=minbase $SUITE $MIRROR (scripts/docker-base-image.sh)" \
 	- "$IMAGE" >/dev/null
-say "$IMAGE built in $(($(date +%s) - start)) s"
+end=$(date +%s)
+say "$IMAGE built in $((end - start)) s (debootstrap $((t_boot - start)) s, upgrade $((t_upgrade - t_boot)) s, slim and import $((end - t_upgrade)) s)"
