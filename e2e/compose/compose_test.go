@@ -23,11 +23,14 @@ import (
 //     within ttl + 10 s, and (synchronous_mode) every acknowledged write is
 //     on the new primary;
 //  2. docker start of it: it rejoins as a streaming replica (pghactl list);
-//  3. pghactl switchover inside a container: the pooler writer sees no
-//     error;
-//  4. docker stop of the etcd leader's container: the cluster keeps its
-//     primary for ttl + 5 s and both writers keep writing;
-//  5. every acknowledged write is on the final primary, and
+//  3. docker stop of the new leader's container: it hands over to the
+//     synchronous standby (no acknowledged write lost), then starts again;
+//  4. pghactl switchover inside a container: writers through the poolers
+//     of the candidate and of the third node see no error (through the
+//     old leader's own pooler: at most its one statement in flight);
+//  5. docker stop of the etcd leader's container: the cluster keeps its
+//     primary for ttl + 5 s and both writers keep writing without error;
+//  6. every acknowledged write is on the final primary, and
 //     docker-compose down -v leaves no container, volume or network.
 func TestComposeStack(t *testing.T) {
 	if os.Getenv("PGHA_COMPOSE_TEST") != "1" {
@@ -36,209 +39,116 @@ func TestComposeStack(t *testing.T) {
 	if out, err := run("docker", "info"); err != nil {
 		t.Fatalf("PGHA_COMPOSE_TEST=1 but no Docker engine: %v\n%s", err, out)
 	}
-	password := os.Getenv("POSTGRES_PASSWORD")
-	if password == "" {
-		password = defaultPassword
-	}
-	ttl := composeTTL(t)
-	s := newStack(t)
-	var report []string
-	note := func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		report = append(report, line)
-		t.Log(line)
+	sc := &scenario{t: t, s: newStack(t), ttl: composeTTL(t), password: os.Getenv("POSTGRES_PASSWORD")}
+	if sc.password == "" {
+		sc.password = defaultPassword
 	}
 	defer func() {
-		t.Logf("summary (project %s):\n  %s", s.project, strings.Join(report, "\n  "))
+		t.Logf("summary (project %s):\n  %s", sc.s.project, strings.Join(sc.report, "\n  "))
 	}()
 
 	began := time.Now()
-	s.mustCompose("up", "-d", "--no-build")
-	note("docker-compose up -d returned after %s", since(began))
-	primary := s.hostPort("haproxy", 5000)
-	s.waitFor(4*time.Minute, "a write through HAProxy's port 5000", func() string {
-		return createTable(primary, password)
+	sc.s.mustCompose("up", "-d", "--no-build")
+	sc.note("docker-compose up -d returned after %s", since(began))
+	primary := sc.s.hostPort("haproxy", 5000)
+	sc.s.waitFor(4*time.Minute, "a write through HAProxy's port 5000", func() string {
+		return createTable(primary, sc.password)
 	})
-	note("HAProxy's port 5000 took writes %s after up", since(began))
-	var st clusterState
-	s.waitFor(2*time.Minute, "a leader, two streaming replicas, one of them synchronous", func() string {
-		var err error
-		if st, err = s.state("pgha1"); err != nil {
-			return err.Error()
-		}
-		if st.leader == "" || len(st.streamed) != 2 || st.sync == "" || !st.streamed[st.sync] {
-			return st.String()
-		}
-		return ""
+	sc.note("HAProxy's port 5000 took writes %s after up", since(began))
+	st := sc.waitState(2*time.Minute, "a leader, two streaming replicas, one of them synchronous", "pgha1", func(c clusterState) bool {
+		return c.leader != "" && len(c.streamed) == 2 && c.sync != "" && c.streamed[c.sync]
 	})
-	note("cluster healthy %s after up: %s", since(began), st)
+	sc.note("cluster healthy %s after up: %s", since(began), st)
 
 	// The pooler writer's node is the replica that is not synchronous: it
 	// stays a replica when the leader is killed.
-	old := st.leader
-	var via string
 	for _, m := range st.members {
-		if m.Member != old && m.Member != st.sync {
-			via = m.Member
+		if m.Member != st.leader && m.Member != st.sync {
+			sc.via = m.Member
 		}
 	}
-	hw := newWriter("haproxy", primary, password)
-	pw := newWriter("pooler-"+via, s.hostPort(via, 6432), password)
-	writers := []*writer{hw, pw}
-	ctx, stop := context.WithCancel(context.Background())
+	sc.hw = newWriter("haproxy", primary, sc.password)
+	sc.pw = newWriter("pooler-"+sc.via, sc.s.hostPort(sc.via, 6432), sc.password)
+	sc.writers = []*writer{sc.hw, sc.pw}
+	stopWriters := startWriters(sc.writers...)
+	defer stopWriters()
+	sc.s.waitFor(30*time.Second, "acknowledged writes from both writers", func() string {
+		return ackedAfter(sc.writers, began, 20)
+	})
+
+	// The order keeps the node of the pooler writer running throughout:
+	// the first two leaders are never it.
+	killed, _ := sc.killLeader(st)
+	sc.restart(killed)
+	stopped, _ := sc.stopLeader()
+	sc.restart(stopped)
+	sc.switchover()
+	st = sc.stopEtcdLeader()
+
+	stopWriters()
+	n := sc.checkAcked(st.leader, sc.writers)
+	sc.note("all %d acknowledged writes (%d through HAProxy, %d through %s's pooler) on the final primary %s",
+		n, len(sc.hw.ackedIDs()), len(sc.pw.ackedIDs()), sc.via, st.leader)
+	downTook := sc.s.tearDown()
+	sc.note("docker-compose down -v took %s; no container, volume or network of the project left", round(downTook))
+	sc.note("whole run: %s", since(began))
+}
+
+// scenario is the state TestComposeStack's phases share.
+type scenario struct {
+	t        *testing.T
+	s        *stack
+	ttl      time.Duration
+	password string
+	via      string  // the node whose pooler pw writes through
+	hw, pw   *writer // through HAProxy's 5000, through via's pooler
+	writers  []*writer
+	report   []string
+}
+
+// note logs a measurement and keeps it for the summary.
+func (sc *scenario) note(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	sc.report = append(sc.report, line)
+	sc.t.Log(line)
+}
+
+// waitState polls pghactl list in node's container until ok holds.
+func (sc *scenario) waitState(d time.Duration, what, node string, ok func(clusterState) bool) clusterState {
+	sc.t.Helper()
+	var st clusterState
+	sc.s.waitFor(d, what, func() string {
+		var err error
+		if st, err = sc.s.state(node); err != nil {
+			return err.Error()
+		}
+		if !ok(st) {
+			return st.String()
+		}
+		return ""
+	})
+	return st
+}
+
+// gaps describes each writer's longest gap and error count in [from, to].
+func gaps(from, to time.Time, ws ...*writer) string {
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		parts[i] = fmt.Sprintf("%s longest gap %s (%d errors)", w.name, round(w.longestGap(from, to)), len(w.errorsBetween(from, to)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// startWriters runs each writer in its own goroutine until the returned
+// stop is called (stop waits for them; calling it again does nothing).
+func startWriters(ws ...*writer) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, w := range writers {
+	for _, w := range ws {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(ctx) }()
 	}
-	stopWriters := func() { stop(); wg.Wait() }
-	defer stopWriters()
-	s.waitFor(30*time.Second, "acknowledged writes from both writers", func() string {
-		return ackedAfter(writers, began, 20)
-	})
-
-	// 1. kill -9 of the leader's container.
-	// Measured from when docker kill returns: the container is dead then
-	// (the command itself takes a moment, while writes still succeed).
-	if out, err := run("docker", "kill", s.container(old)); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	killAt := time.Now()
-	s.waitFor(ttl+60*time.Second, "writes through HAProxy after the kill", func() string {
-		return ackedAfter([]*writer{hw}, killAt, 1)
-	})
-	haproxyBack := since(killAt)
-	s.waitFor(60*time.Second, "writes through "+via+"'s pooler after the kill", func() string {
-		return ackedAfter([]*writer{pw}, killAt, 1)
-	})
-	s.waitFor(60*time.Second, "a new leader", func() string {
-		var err error
-		if st, err = s.state(via); err != nil {
-			return err.Error()
-		}
-		if st.leader == "" || st.leader == old {
-			return st.String()
-		}
-		return ""
-	})
-	now := time.Now()
-	hg, pg := hw.longestGap(killAt, now), pw.longestGap(killAt, now)
-	note("docker kill %s (leader): new leader %s; writes through HAProxy back after %s (longest gap %s, %d errors), through %s's pooler longest gap %s (%d errors)",
-		old, st.leader, haproxyBack, round(hg), len(hw.errorsBetween(killAt, now)), via, round(pg), len(pw.errorsBetween(killAt, now)))
-	if hg > ttl+10*time.Second {
-		t.Errorf("writes through HAProxy stopped for %s after the leader's container was killed: want at most ttl (%s) + 10s", round(hg), ttl)
-	}
-	n := checkAcked(t, s, st.leader, password, writers)
-	note("no acknowledged write lost: all %d on the new primary %s", n, st.leader)
-
-	// 2. The killed node starts again and rejoins as a replica.
-	startAt := time.Now()
-	if out, err := run("docker", "start", s.container(old)); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	s.waitFor(3*time.Minute, old+" streaming from the new leader", func() string {
-		var err error
-		if st, err = s.state(via); err != nil {
-			return err.Error()
-		}
-		if !st.streamed[old] || st.leader == "" || st.leader == old {
-			return st.String()
-		}
-		return ""
-	})
-	note("docker start %s: a streaming replica again after %s: %s", old, since(startAt), st)
-
-	// 3. A switchover from inside a container, to the synchronous standby.
-	s.waitFor(60*time.Second, "a streaming synchronous standby", func() string {
-		var err error
-		if st, err = s.state(via); err != nil {
-			return err.Error()
-		}
-		if st.leader == "" || st.sync == "" || !st.streamed[st.sync] {
-			return st.String()
-		}
-		return ""
-	})
-	from, to := st.leader, st.sync
-	swAt := time.Now()
-	out, err := s.exec(from, nil, "pghactl", "switchover", "--leader", from, "--candidate", to, "--force")
-	if err != nil {
-		t.Fatalf("pghactl switchover in %s's container: %v\n%s", from, err, out)
-	}
-	s.waitFor(60*time.Second, to+" leading and "+from+" streaming from it", func() string {
-		var err error
-		if st, err = s.state(via); err != nil {
-			return err.Error()
-		}
-		if st.leader != to || !st.streamed[from] {
-			return st.String()
-		}
-		return ""
-	})
-	swDone := time.Now()
-	s.waitFor(30*time.Second, "writes from both writers after the switchover", func() string {
-		return ackedAfter(writers, swDone, 1)
-	})
-	now = time.Now()
-	perrs := pw.errorsBetween(swAt, now)
-	note("pghactl switchover %s -> %s: done in %s; longest gap through HAProxy %s (%d errors), through %s's pooler %s (%d errors)",
-		from, to, round(swDone.Sub(swAt)), round(hw.longestGap(swAt, now)), len(hw.errorsBetween(swAt, now)), via, round(pw.longestGap(swAt, now)), len(perrs))
-	for _, e := range perrs {
-		t.Errorf("writer %s across the switchover: %s", pw.name, e.msg)
-	}
-
-	// 4. The etcd leader's container stops: the cluster keeps its primary.
-	etcdLeader, err := s.etcdLeader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := st
-	etcdAt := time.Now()
-	if out, err := run("docker", "stop", "-t", "30", s.container(etcdLeader)); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	hold := ttl + 5*time.Second
-	for end := etcdAt.Add(hold); time.Now().Before(end); {
-		// An observation window, not a synchroniser: the leader must not
-		// change at any point of it.
-		if cur, err := s.state(via); err == nil && cur.leader != "" && cur.leader != before.leader {
-			t.Fatalf("with %s stopped, the leader changed from %s to %s", etcdLeader, before.leader, cur.leader)
-		}
-		time.Sleep(time.Second)
-	}
-	s.waitFor(30*time.Second, "the leader's view with "+etcdLeader+" stopped", func() string {
-		var err error
-		if st, err = s.state(via); err != nil {
-			return err.Error()
-		}
-		if st.leader == "" {
-			return st.String()
-		}
-		return ""
-	})
-	now = time.Now()
-	if st.leader != before.leader || st.timeline != before.timeline {
-		t.Errorf("with %s stopped: leader %s TL%d, want %s TL%d", etcdLeader, st.leader, st.timeline, before.leader, before.timeline)
-	}
-	if msg := ackedAfter(writers, now.Add(-3*time.Second), 1); msg != "" {
-		t.Errorf("with %s stopped, writes did not continue: %s", etcdLeader, msg)
-	}
-	note("docker stop %s (etcd leader): leader %s kept over %s; longest gap through HAProxy %s (%d errors), through %s's pooler %s (%d errors)",
-		etcdLeader, st.leader, hold, round(hw.longestGap(etcdAt, now)), len(hw.errorsBetween(etcdAt, now)), via, round(pw.longestGap(etcdAt, now)), len(pw.errorsBetween(etcdAt, now)))
-	for _, w := range writers {
-		for _, e := range w.errorsBetween(etcdAt, now) {
-			t.Errorf("writer %s with %s stopped: %s", w.name, etcdLeader, e.msg)
-		}
-	}
-
-	// 5. Every acknowledged write on the final primary; nothing left.
-	stopWriters()
-	n = checkAcked(t, s, st.leader, password, writers)
-	note("all %d acknowledged writes (%d through HAProxy, %d through %s's pooler) on the final primary %s",
-		n, len(hw.ackedIDs()), len(pw.ackedIDs()), via, st.leader)
-	downTook := s.tearDown()
-	note("docker-compose down -v took %s; no container, volume or network of the project left", round(downTook))
-	note("whole run: %s", since(began))
+	return func() { cancel(); wg.Wait() }
 }
 
 // composeTTL is bootstrap.dcs.ttl of docker/pgha/node.yml.
@@ -296,7 +206,8 @@ func ackedAfter(ws []*writer, t time.Time, n int) string {
 // checkAcked checks that every write acknowledged so far is on node's
 // Postgres, read there directly, and that node is a primary; it returns
 // how many were checked.
-func checkAcked(t *testing.T, s *stack, node, password string, ws []*writer) int {
+func (sc *scenario) checkAcked(node string, ws []*writer) int {
+	t, s, password := sc.t, sc.s, sc.password
 	t.Helper()
 	want := map[string][]int64{}
 	for _, w := range ws {
