@@ -6,8 +6,9 @@
 # the three images of docker-compose.yml, then runs e2e/compose's
 # TestComposeStack against a project of its own (unique name, random
 # passwords, host ports chosen by Docker): kill of the leader's container,
-# its rejoin, a switchover, the loss of an etcd member, and down -v. It
-# prints the measured write gaps and the time of each step.
+# its rejoin, docker stop of the leader, a switchover, the loss of the etcd
+# leader, and down -v. It prints the measured write gaps and the time of
+# each step.
 #
 # Whatever happens, the trap removes the project (containers, volumes,
 # network); images stay as a build cache. On failure the stack's logs are
