@@ -30,8 +30,9 @@ import (
 //     old leader's own pooler: at most its one statement in flight);
 //  5. docker stop of the etcd leader's container: the cluster keeps its
 //     primary for ttl + 5 s and both writers keep writing without error;
-//  6. every acknowledged write is on the final primary, and
-//     docker-compose down -v leaves no container, volume or network.
+//  6. both replicas stream from the final primary, which has every
+//     acknowledged write, and docker-compose down -v leaves no container,
+//     volume or network.
 func TestComposeStack(t *testing.T) {
 	if os.Getenv("PGHA_COMPOSE_TEST") != "1" {
 		t.Skip("the docker-compose stack test runs under make compose-test (scripts/compose-test.sh)")
@@ -84,6 +85,10 @@ func TestComposeStack(t *testing.T) {
 	sc.restart(stopped)
 	sc.switchover()
 	st = sc.stopEtcdLeader()
+	st = sc.waitState(2*time.Minute, "both replicas streaming from the leader", sc.via, func(c clusterState) bool {
+		return c.leader != "" && len(c.streamed) == 2
+	})
+	sc.note("at the end: %s", st)
 
 	stopWriters()
 	n := sc.checkAcked(st.leader, sc.writers)
