@@ -17,6 +17,7 @@ have_bin pgbouncer /usr/sbin/pgbouncer || need+=(pgbouncer)
 have_bin ip /usr/sbin/ip || need+=(iproute2)
 have_bin runuser /usr/sbin/runuser || need+=(util-linux)
 have_bin make /usr/bin/make || need+=(make)
+have_bin debootstrap /usr/sbin/debootstrap || need+=(debootstrap)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
