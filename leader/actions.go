@@ -152,7 +152,11 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 			return err
 		}
 		l.log.Info("took the leader key", "why", a.Why)
-		if err := l.promote(ctx, f, lease, "failover: "+a.Why); err != nil {
+		kind := "failover: "
+		if f.View.Failover != nil {
+			kind = "switchover: " // requested, whether or not it named a candidate
+		}
+		if err := l.promote(ctx, f, lease, kind+a.Why); err != nil {
 			return err
 		}
 		if f.View.Failover == nil && l.opt.OnFailover != nil {
