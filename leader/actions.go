@@ -153,8 +153,11 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		}
 		l.log.Info("took the leader key", "why", a.Why)
 		kind := "failover: "
-		if f.View.Failover != nil {
+		switch fo := f.View.Failover; {
+		case fo != nil && fo.Leader != "":
 			kind = "switchover: " // requested, whether or not it named a candidate
+		case fo != nil:
+			kind = "manual failover: "
 		}
 		if err := l.promote(ctx, f, lease, kind+a.Why); err != nil {
 			return err
