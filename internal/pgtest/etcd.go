@@ -76,6 +76,7 @@ type EtcdOptions struct {
 // StartEtcdWith is StartEtcd with TLS or authentication (EtcdOptions).
 func StartEtcdWith(t testing.TB, o EtcdOptions) []string {
 	t.Helper()
+	SkipIfShort(t, "etcd")
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken between pick and bind
 		cfg := embed.NewConfig()
@@ -152,6 +153,7 @@ func (c *EtcdCluster) Endpoints() []string {
 // every member is healthy, and kills them all in t.Cleanup.
 func StartEtcdBinaryCluster(t testing.TB, n int) *EtcdCluster {
 	t.Helper()
+	SkipIfShort(t, "etcd")
 	if _, err := os.Stat(EtcdBinary); err != nil {
 		t.Skipf("pgtest: SKIPPED: %s is missing: install etcd-server (scripts/install-deps.sh) to run this test", EtcdBinary)
 	}
