@@ -9,9 +9,14 @@ import (
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// patroniTime formats a timestamp as Patroni's str(datetime) does.
+// patroniTime formats a timestamp as Patroni's str(datetime) does (its
+// JSON encoder's default=str): six digits of microseconds, or none when
+// they are zero, and the offset as +00:00.
 func patroniTime(t time.Time) string {
-	return t.Format("2006-01-02 15:04:05.999999-07:00")
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02 15:04:05-07:00")
+	}
+	return t.Format("2006-01-02 15:04:05.000000-07:00")
 }
 
 // statusDoc builds the /patroni document (Patroni's get_postgresql_status
@@ -49,6 +54,9 @@ func statusDoc(f facts) map[string]any {
 		}
 		if st.Timeline > 0 {
 			doc["timeline"] = st.Timeline
+		}
+		if st.Role != cluster.RolePrimary && st.LatestEndLSN > 0 {
+			doc["latest_end_lsn"] = st.LatestEndLSN
 		}
 		if st.ReplicationState != "" {
 			doc["replication_state"] = st.ReplicationState
