@@ -89,3 +89,19 @@ func TestPatroniStatusDocument(t *testing.T) {
 		})
 	}
 }
+
+func TestHistoryDocTimestamps(t *testing.T) {
+	v := cluster.View{History: []cluster.HistoryEntry{
+		{Timeline: 1, LSN: 83886536, Reason: "no recovery target specified", Timestamp: time.Date(2026, 11, 30, 2, 22, 23, 400226304, time.UTC), NewLeader: "node2"},
+		{Timeline: 2, LSN: 83887288, Reason: "switchover", Timestamp: time.Date(2026, 11, 30, 2, 22, 31, 0, time.UTC), NewLeader: "node3"},
+		{Timeline: 3, LSN: 1},
+	}}
+	b, err := json.Marshal(historyDoc(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[[1,83886536,"no recovery target specified","2026-11-30T02:22:23.400226+00:00","node2"],[2,83887288,"switchover","2026-11-30T02:22:31+00:00","node3"],[3,1,"","",""]]`
+	if string(b) != want {
+		t.Errorf("GET /history = %s\nwant %s (Patroni's isoformat)", b, want)
+	}
+}
