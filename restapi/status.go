@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"context"
 	"strconv"
 	"time"
 
@@ -8,6 +9,18 @@ import (
 )
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Detailer is what a Node may implement besides Local so that GET
+// /patroni answers with live values, as Patroni's does (it queries
+// Postgres on every request): the WAL positions a Patroni leader compares
+// before it releases its key in a switchover, the postmaster start time,
+// the primary's pg_stat_replication rows. Detail overwrites those fields
+// of st, which Local filled from the HA loop's last cycle; it must honour
+// ctx's deadline and leave st as it is on failure. Role health checks
+// (/primary, /replica, ...) never call it.
+type Detailer interface {
+	Detail(ctx context.Context, st *LocalStatus)
+}
 
 // patroniTime formats a timestamp as Patroni's str(datetime) does (its
 // JSON encoder's default=str): six digits of microseconds, or none when

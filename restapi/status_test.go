@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -103,5 +104,47 @@ func TestHistoryDocTimestamps(t *testing.T) {
 	want := `[[1,83886536,"no recovery target specified","2026-11-30T02:22:23.400226+00:00","node2"],[2,83887288,"switchover","2026-11-30T02:22:31+00:00","node3"],[3,1,"","",""]]`
 	if string(b) != want {
 		t.Errorf("GET /history = %s\nwant %s (Patroni's isoformat)", b, want)
+	}
+}
+
+// detailNode is a fakeNode that also answers live details.
+type detailNode struct {
+	*fakeNode
+	calls int
+}
+
+func (n *detailNode) Detail(_ context.Context, st *LocalStatus) {
+	n.calls++
+	st.ReceivedLocation, st.ReplayedLocation = 2000, 1900
+	st.PostmasterStartTime = time.Date(2026, 11, 30, 2, 13, 3, 0, time.UTC)
+}
+
+// TestPatroniLiveDetail: GET /patroni takes the live values of a Node
+// that is a Detailer; role health checks do not ask for them.
+func TestPatroniLiveDetail(t *testing.T) {
+	base := &fakeNode{ok: true, view: cluster.View{Leader: "node1"}, local: LocalStatus{Name: "node2", State: cluster.StateRunning,
+		Role: cluster.RoleReplica, Queried: true, ReceivedLocation: 1000, ReplayedLocation: 900}}
+	node := &detailNode{fakeNode: base}
+	s, err := New(config.RESTAPI{}, node, &fakeActions{node: base}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) map[string]any {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		var doc map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		return doc
+	}
+	doc := get("/patroni")
+	xlog := doc["xlog"].(map[string]any)
+	if xlog["received_location"] != 2000.0 || xlog["replayed_location"] != 1900.0 || doc["postmaster_start_time"] != "2026-11-30 02:13:03+00:00" {
+		t.Errorf("GET /patroni did not take the live detail: %v", doc)
+	}
+	get("/replica")
+	if node.calls != 1 {
+		t.Errorf("Detail called %d times, want once (only for /patroni)", node.calls)
 	}
 }
