@@ -98,6 +98,8 @@ func TestPatronictlAgainstPgha(t *testing.T) {
 			}
 		}
 	}
+	// leaderIs is met when name leads and every other member streams;
+	// what is missing names the member, with the tail of its Postgres log.
 	leaderIs := func(name string) func() string {
 		return func() string {
 			v := tc.View()
@@ -106,7 +108,11 @@ func TestPatronictlAgainstPgha(t *testing.T) {
 			}
 			for _, m := range v.Members {
 				if m.Name != name && m.State != cluster.StateStreaming {
-					return fmt.Sprintf("%s is %s", m.Name, m.State)
+					tail := ""
+					if n := tc.ByName(m.Name); n.D != nil {
+						tail = n.D.Instance().LogTail(15)
+					}
+					return fmt.Sprintf("%s is %s; its Postgres log ends:\n%s", m.Name, m.State, tail)
 				}
 			}
 			return ""
