@@ -115,6 +115,15 @@ func TestPatronictlAgainstPgha(t *testing.T) {
 					return fmt.Sprintf("%s is %s; its Postgres log ends:\n%s", m.Name, m.State, tail)
 				}
 			}
+			// Member keys are written once per HA cycle: ask the leader's
+			// Postgres too, so that the next step starts with every
+			// replica connected (a restart of the primary breaks
+			// replication for up to wal_retrieve_retry_interval).
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if n := tc.ByName(name).Value(ctx, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"); n != fmt.Sprint(len(v.Members)-1) {
+				return name + "'s pg_stat_replication has " + n + " streaming replicas"
+			}
 			return ""
 		}
 	}
