@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -55,8 +56,26 @@ type Member struct {
 	ReplicationState string      `json:"replication_state,omitempty"`
 	PendingRestart   bool        `json:"pending_restart,omitempty"`
 	Tags             config.Tags `json:"tags,omitempty"`
+	// Pause is true while the member sees the cluster paused (Patroni's
+	// member key says so; patronictl pause --wait waits for it on every
+	// member).
+	Pause bool `json:"pause,omitempty"`
 	// Revision is etcd's mod_revision of the key (not stored in the JSON).
 	Revision int64 `json:"-"`
+}
+
+// MarshalJSON writes the member key as Patroni does: no "tags" key when
+// the member has no tag (patronictl list -e prints {} otherwise).
+func (m Member) MarshalJSON() ([]byte, error) {
+	type plain Member
+	out := struct {
+		plain
+		Tags *config.Tags `json:"tags,omitempty"`
+	}{plain: plain(m)}
+	if !m.Tags.Empty() {
+		out.Tags = &m.Tags
+	}
+	return json.Marshal(out)
 }
 
 // Failover is the failover key: a requested switchover (Leader set) or

@@ -82,6 +82,12 @@ func (t *Tags) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// Empty reports whether no tag is set.
+func (t Tags) Empty() bool {
+	return !t.NoFailover && !t.NoLoadBalance && t.FailoverPriority == nil && !t.CloneFrom && !t.NoSync &&
+		t.ReplicateFrom == "" && !t.NoStream && len(t.Other) == 0
+}
+
 // Clone returns a copy that shares no map with t.
 func (t Tags) Clone() Tags {
 	t.Other = maps.Clone(t.Other)

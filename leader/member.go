@@ -77,7 +77,11 @@ func (l *Loop) noteRole(local Local, holds bool, why string) {
 func lsnString(p int64) string { return fmt.Sprintf("%X/%X", uint64(p)>>32, uint32(p)) }
 
 func (l *Loop) publishMember(ctx context.Context, local Local) {
+	l.mu.Lock()
+	paused := l.view.Paused()
+	l.mu.Unlock()
 	m := cluster.Member{
+		Pause:          paused,
 		ConnURL:        l.opt.ConnURL,
 		APIURL:         l.opt.APIURL,
 		State:          l.state,

@@ -34,6 +34,9 @@ type ctl struct {
 	api      config.RESTAPI
 	tlsCtl   config.Ctl
 	insecure bool
+	// pgAuth is the config file's superuser: pghactl query logs in as it
+	// unless -U says otherwise.
+	pgAuth config.Credentials
 
 	out io.Writer
 	in  *bufio.Reader
@@ -41,6 +44,10 @@ type ctl struct {
 	tty bool
 
 	cli *clientv3.Client
+
+	// args are the subcommand's positional arguments after patronictl's
+	// cluster name (see withArgs).
+	args []string
 }
 
 // etcdTimeout bounds one etcd request from pghactl.
@@ -92,6 +99,7 @@ func newCtl(c *cli.Context) (*ctl, error) {
 		}
 		x.scope, x.namespace, x.etcd = cfg.Scope, cfg.Namespace, cfg.Etcd
 		x.auth, x.api, x.tlsCtl = cfg.RESTAPI.Authentication, cfg.RESTAPI, cfg.Ctl
+		x.pgAuth = cfg.PostgreSQL.Authentication.Superuser
 	}
 	if d := c.String("dcs-url"); d != "" {
 		eps, err := parseDCSURL(d)
@@ -107,9 +115,6 @@ func newCtl(c *cli.Context) (*ctl, error) {
 		x.namespace = n
 	}
 	x.insecure = c.Bool("insecure")
-	if x.scope == "" {
-		return nil, errors.New("no cluster named: pass --scope NAME or -c FILE with a scope")
-	}
 	if len(x.etcd.Endpoints) == 0 {
 		return nil, errors.New("no etcd endpoints: pass -d etcd3://host:port or -c FILE")
 	}
@@ -271,6 +276,18 @@ func (x *ctl) confirm(question string) error {
 	return errors.New("aborted")
 }
 
+// ask reads one typed line after "question: ", as click.prompt does;
+// unlike confirm it works without a terminal too, since the answer must
+// be typed out (patronictl remove's confirmations).
+func (x *ctl) ask(question string) (string, error) {
+	fmt.Fprintf(x.out, "%s: ", question)
+	line, err := x.in.ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("%s: no answer on stdin", question)
+	}
+	return strings.TrimSpace(line), nil
+}
+
 // prompt asks for a value with a default on the terminal.
 func (x *ctl) prompt(question, def string) (string, error) {
 	if !x.tty {
@@ -296,14 +313,32 @@ func member(v cluster.View, name string) (cluster.Member, error) {
 	return cluster.Member{}, fmt.Errorf("unknown member %q in cluster %s (members: %s)", name, v.Scope, strings.Join(names, ", "))
 }
 
-// withCtl wraps a subcommand action with the context's setup and teardown.
+// withCtl wraps a subcommand action that takes no positional argument
+// but patronictl's cluster name.
 func withCtl(fn func(ctx context.Context, x *ctl, c *cli.Context) error) cli.ActionFunc {
+	return withArgs(clusterOnly, fn)
+}
+
+// withArgs wraps a subcommand action with the context's setup and
+// teardown, taking patronictl's positional cluster name off the
+// arguments (shape says what may follow it); x.args holds the rest.
+func withArgs(shape argShape, fn func(ctx context.Context, x *ctl, c *cli.Context) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		x, err := newCtl(c)
 		if err != nil {
 			return err
 		}
 		defer x.close()
+		pos, err := positional(c)
+		if err != nil {
+			return err
+		}
+		if x.args, err = x.takeCluster(c.Context, pos, shape); err != nil {
+			return err
+		}
+		if x.scope == "" {
+			return errors.New("no cluster named: pass --scope NAME, -c FILE with a scope, or the cluster name as patronictl does (pghactl list NAME)")
+		}
 		return fn(c.Context, x, c)
 	}
 }
@@ -340,8 +375,12 @@ func positional(c *cli.Context) ([]string, error) {
 			i++
 			val = args[i]
 		}
-		if err := c.Set(name, val); err != nil {
-			return nil, fmt.Errorf("flag %s: %w", a, err)
+		// Set every alias: urfave/cli keeps one value per name, and the
+		// action reads the flag by its first name (-f sets "format").
+		for _, n := range f.Names() {
+			if err := c.Set(n, val); err != nil {
+				return nil, fmt.Errorf("flag %s: %w", a, err)
+			}
 		}
 	}
 	return pos, nil
