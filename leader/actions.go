@@ -229,6 +229,16 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		l.cleanStop = true
 		c, cancel = ectx()
 		defer cancel()
+		// Record where the WAL ended (the shutdown checkpoint every
+		// streaming replica received): the candidate takes over only
+		// once it has all of it.
+		if end, err := l.pg.StoppedAt(c); err == nil && end > 0 {
+			if err := l.store.WriteStatus(c, lease, cluster.Status{Optime: end}); err != nil {
+				l.log.Warn("planned stop: record the last WAL position", "err", err)
+			}
+		} else if err != nil {
+			l.log.Warn("planned stop: read the last WAL position", "err", err)
+		}
 		return l.store.ReleaseLeader(c)
 
 	case ClearFailover:
@@ -483,7 +493,11 @@ func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why
 		cancel()
 	}
 	l.crashTried, l.cleanStop, l.rewindFailed, l.following = false, false, false, ""
-	l.syncSlots(ctx, f.View, true, true)
+	// The view was read before this member took the key: slots go to the
+	// members that stream from the new leader, this one.
+	lv := f.View
+	lv.Leader = l.opt.Name
+	l.syncSlots(ctx, lv, true, true)
 	if f.View.Failover != nil {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()

@@ -141,7 +141,21 @@ type Facts struct {
 	CleanStop bool
 	// ShuttingDown: the daemon is stopping.
 	ShuttingDown bool
+	// Downstream maps the members streaming from this primary now to
+	// their sync_state (pg_stat_replication); gathered on the leader while
+	// a switchover is requested, nil otherwise.
+	Downstream map[string]string
+	// CandidateWaitSince is when this member, named in a switchover whose
+	// leader has stepped down, started waiting for the old leader's last
+	// WAL; zero when it is not waiting.
+	CandidateWaitSince time.Time
 }
+
+// candidateWaitBound is how long a switchover candidate waits for the
+// old leader's last WAL before it gives the switchover up (the key is
+// then free for a normal election, which the old leader, holding all of
+// its WAL, wins once it runs as a standby).
+const candidateWaitBound = 15 * time.Second
 
 // Decide returns the next action. It is a pure function of its facts.
 //
@@ -171,8 +185,11 @@ type Facts struct {
 //   - Leader without a data dir (deleted under it): Release.
 //   - Leader holds the key with a replica running: Promote.
 //   - A switchover/failover request naming another member (or any healthy
-//     replica): Switchover when a candidate is eligible, else ClearFailover;
-//     a scheduled request in the future waits.
+//     replica): Switchover when a candidate is eligible (it must stream
+//     from the leader right now), else ClearFailover; a scheduled request
+//     in the future waits. The candidate takes the key only once it has
+//     received the old leader's WAL up to where its clean stop ended it
+//     (the status key's optime); it gives up after candidateWaitBound.
 //   - Another member leads and the local Postgres is a writable primary
 //     (split brain after a partition, or an adopted old primary): Demote.
 //   - Another member leads but has not published its address: wait.
@@ -307,19 +324,26 @@ func switchoverCandidate(f Facts, named string) (string, string) {
 				return named, ""
 			}
 		}
-		return "", fmt.Sprintf("candidate %s is not a running replica eligible for promotion", named)
+		return "", fmt.Sprintf("candidate %s is not a running replica eligible for promotion that streams from the leader", named)
 	}
 	if len(peers) == 0 {
-		return "", "no running replica is eligible for promotion"
+		return "", "no running replica eligible for promotion streams from the leader"
 	}
 	sort.Slice(peers, func(i, j int) bool { return better(peers[i], peers[j]) })
 	return peers[0].Name, ""
 }
 
+// eligiblePeers are the replicas a switchover may hand over to: running,
+// promotable, and streaming from this leader right now (a replica whose
+// WAL receiver is not connected would miss the last WAL a clean stop
+// sends, and one still on an old timeline cannot follow at all).
 func eligiblePeers(f Facts) []Peer {
 	var out []Peer
 	for _, p := range f.Peers {
 		if p.Name == f.Me || !p.Running || !p.InRecovery || !canPromote(p.Tags) {
+			continue
+		}
+		if _, ok := f.Downstream[p.Name]; !ok {
 			continue
 		}
 		out = append(out, p)
@@ -429,6 +453,15 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 		return act(Nothing, "", "stepped down in a switchover; waiting for the new leader")
 	}
 	if fo != nil && fo.Member == f.Me && local.Running {
+		// A planned switchover: the old leader recorded where its WAL
+		// ended; take over only with all of it, or give up after a bound.
+		if need := v.Status.Optime; fo.Leader != "" && need > 0 && local.Position < need {
+			if !f.CandidateWaitSince.IsZero() && f.Now.Sub(f.CandidateWaitSince) >= candidateWaitBound {
+				return act(ClearFailover, "", "switchover given up: %s's last WAL (up to %s) did not arrive within %s (have %s)",
+					fo.Leader, lsnString(need), candidateWaitBound, lsnString(local.Position))
+			}
+			return act(Nothing, "", "switchover candidate waiting for %s's last WAL (have %s, need %s)", fo.Leader, lsnString(local.Position), lsnString(need))
+		}
 		return act(Acquire, "", "named failover candidate")
 	}
 	if !canPromote(f.Tags) {

@@ -15,6 +15,7 @@ func (noPostgres) Stop(context.Context, bool) error                     { return
 func (noPostgres) Promote(context.Context) error                        { return nil }
 func (noPostgres) FinishPromote(context.Context) error                  { return nil }
 func (noPostgres) Checkpoint(context.Context) error                     { return nil }
+func (noPostgres) StoppedAt(context.Context) (int64, error)             { return 0, nil }
 func (noPostgres) SwitchPoint(context.Context) (int64, int64, error)    { return 0, 0, nil }
 func (noPostgres) Demote(context.Context, *Upstream) error              { return nil }
 func (noPostgres) Follow(context.Context, Upstream) error               { return nil }

@@ -98,6 +98,7 @@ type Loop struct {
 	lastStatusPut time.Time
 	lastDecision  string
 	slotSet       string
+	candidateWait candidateWait
 	slotErr       string
 	slotErrAt     time.Time
 	failed        failures
@@ -438,6 +439,17 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		CleanStop:         l.cleanStop,
 		ShuttingDown:      shuttingDown,
 	}
+	if viewOK && v.Leader == l.opt.Name && v.Failover != nil && local.Running && !local.InRecovery {
+		// A switchover hands over only to a replica streaming from here.
+		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+		if ds, err := l.pg.Streaming(dctx); err == nil {
+			f.Downstream = ds
+		} else {
+			l.log.Warn("switchover: which replicas stream from here", "err", err)
+		}
+		dcancel()
+	}
+	f.CandidateWaitSince = l.candidateWait.note(v, viewOK, l.opt.Name, f.Now)
 	a := Decide(f)
 	if l.failed.holds(a, f.Now) {
 		// The same action failed a moment ago: wait out its backoff
@@ -532,4 +544,28 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		}
 	}
 	return wait
+}
+
+// candidateWait remembers since when this member, named in a planned
+// switchover whose leader stepped down, has been waiting to take over.
+type candidateWait struct {
+	rev   int64
+	since time.Time
+}
+
+// note returns since when the member has waited for the failover request
+// in v (zero when it is not a waiting candidate).
+func (w *candidateWait) note(v cluster.View, viewOK bool, me string, now time.Time) time.Time {
+	if !viewOK {
+		return w.since
+	}
+	fo := v.Failover
+	if fo == nil || fo.Member != me || fo.Leader == "" || v.Leader != "" {
+		*w = candidateWait{}
+		return time.Time{}
+	}
+	if w.rev != fo.Revision || w.since.IsZero() {
+		*w = candidateWait{rev: fo.Revision, since: now}
+	}
+	return w.since
 }

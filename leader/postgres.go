@@ -33,6 +33,9 @@ type Postgres interface {
 	// SwitchPoint reads, after a promotion, the timeline that ended and
 	// the LSN where it ended (the new timeline's history file).
 	SwitchPoint(ctx context.Context) (timeline, lsn int64, err error)
+	// StoppedAt is where a cleanly stopped server's WAL ends: the location
+	// of its shutdown checkpoint (pg_controldata).
+	StoppedAt(ctx context.Context) (int64, error)
 	// Checkpoint runs CHECKPOINT (before a planned stop, so the shutdown
 	// checkpoint is short).
 	Checkpoint(ctx context.Context) error

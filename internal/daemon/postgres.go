@@ -67,6 +67,11 @@ func (p pgAdapter) FinishPromote(ctx context.Context) error {
 	return p.in.FinishPromote(ctx)
 }
 func (p pgAdapter) Checkpoint(ctx context.Context) error { return p.in.Checkpoint(ctx) }
+func (p pgAdapter) StoppedAt(ctx context.Context) (int64, error) {
+	lsn, err := p.in.CheckpointLocation(ctx)
+	return int64(lsn), err
+}
+
 func (p pgAdapter) SwitchPoint(ctx context.Context) (int64, int64, error) {
 	tl, lsn, err := p.in.SwitchPoint(ctx)
 	return tl, int64(lsn), err
