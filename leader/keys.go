@@ -142,7 +142,7 @@ func parseHistory(b []byte) []cluster.HistoryEntry {
 		}
 		if len(r) > 3 {
 			if s, ok := r[3].(string); ok {
-				e.Timestamp, _ = time.Parse(time.RFC3339Nano, s)
+				e.Timestamp, _ = time.Parse(time.RFC3339Nano, s) // Patroni's isoformat parses as RFC 3339
 			}
 		}
 		if len(r) > 4 {
@@ -156,7 +156,8 @@ func parseHistory(b []byte) []cluster.HistoryEntry {
 func encodeHistory(h []cluster.HistoryEntry) []byte {
 	rows := make([][]any, 0, len(h))
 	for _, e := range h {
-		rows = append(rows, []any{e.Timeline, e.LSN, e.Reason, e.Timestamp.UTC().Format(time.RFC3339Nano), e.NewLeader})
+		// Python's isoformat, as Patroni writes it: microseconds, +00:00.
+		rows = append(rows, []any{e.Timeline, e.LSN, e.Reason, e.Timestamp.UTC().Format("2006-01-02T15:04:05.000000+00:00"), e.NewLeader})
 	}
 	b, _ := json.Marshal(rows)
 	return b
@@ -196,11 +197,23 @@ func CASConfig(ctx context.Context, cli *clientv3.Client, namespace, scope strin
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("leader: refuse to store config: %w", err)
 	}
-	b, err := json.Marshal(c)
+	key := Prefix(namespace, scope) + keyConfig
+	var prev []byte
+	if rev != 0 {
+		// Keep what the key holds beyond pgha's fields (Patroni's
+		// postgresql.pg_hba, check_timeline, ...).
+		got, err := cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("leader: read config key: %w", err)
+		}
+		if len(got.Kvs) == 1 && got.Kvs[0].ModRevision == rev {
+			prev = got.Kvs[0].Value
+		}
+	}
+	b, err := config.EncodeDynamic(prev, c)
 	if err != nil {
 		return fmt.Errorf("leader: encode config: %w", err)
 	}
-	key := Prefix(namespace, scope) + keyConfig
 	resp, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 		Then(clientv3.OpPut(key, string(b))).Commit()
 	if err != nil {

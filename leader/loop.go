@@ -26,6 +26,8 @@ type Options struct {
 	// (http or https://host:port/patroni) are published in the member key.
 	ConnURL string
 	APIURL  string
+	// Version is pgha's version, published in the member key.
+	Version string
 	// PeerTLS is how peers' https REST APIs are checked and this node
 	// shows itself to them (restapi.ClientTLS); nil: system roots.
 	PeerTLS *tls.Config

@@ -93,9 +93,9 @@ func (l *Loop) publishMember(ctx context.Context, local Local) {
 		PendingRestart: local.PendingRestart,
 		Tags:           l.tags(),
 	}
-	if local.ServerVersion > 0 {
-		m.Version = fmt.Sprintf("%d.%d", local.ServerVersion/10000, local.ServerVersion%10000)
-	}
+	// Patroni's member key carries the agent's version (patronictl
+	// compares it as its own), not the server's.
+	m.Version = l.opt.Version
 	if local.Streaming {
 		m.ReplicationState = "streaming"
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/leader"
 	"github.com/pgha/pgha/pooler"
+	"github.com/pgha/pgha/internal/version"
 	"github.com/pgha/pgha/restapi"
 )
 
@@ -24,7 +25,7 @@ import (
 const defaultAuthQuery = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
 
 // Version is what /patroni reports as patroni.version.
-const Version = "0.1.0"
+const Version = version.Version
 
 // AddComponents wires the REST API (always) and the pooler (when
 // pooler.enabled) onto d, sharing one Prometheus registry for /metrics.
@@ -208,6 +209,27 @@ func (n apiNode) Local(ctx context.Context) restapi.LocalStatus {
 		}
 	}
 	return st
+}
+
+// Detail fills GET /patroni's live values from Postgres (restapi.Detailer):
+// a Patroni leader compares these positions before it releases its key.
+func (n apiNode) Detail(ctx context.Context, st *restapi.LocalStatus) {
+	d, err := n.d.inst.Details(ctx)
+	if err != nil {
+		return
+	}
+	st.PostmasterStartTime = d.PostmasterStart
+	if !d.InRecovery {
+		st.XLogLocation = int64(d.WriteLSN)
+	} else {
+		st.ReceivedLocation, st.ReplayedLocation = int64(d.ReceiveLSN), int64(d.ReplayLSN)
+		st.ReplayedTimestamp, st.ReplayPaused, st.LatestEndLSN = d.ReplayTime, d.ReplayPaused, int64(d.LatestEndLSN)
+	}
+	st.Replication = st.Replication[:0]
+	for _, r := range d.Replication {
+		st.Replication = append(st.Replication, restapi.ReplicationRow{Usename: r.Usename, ApplicationName: r.ApplicationName,
+			ClientAddr: r.ClientAddr, State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority})
+	}
 }
 
 // apiActions adapts the daemon to restapi.Actions.

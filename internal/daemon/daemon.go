@@ -144,6 +144,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		APIURL:    cfg.RESTAPI.APIURL(),
 		PeerTLS:   peerTLS,
 		Bootstrap: cfg.Bootstrap.DCS,
+		Version:   Version,
 		OnFence:   d.fence,
 		Fence:     keeperFence{d.keeper},
 		OnEvent:   d.postgresEvent,
