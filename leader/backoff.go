@@ -41,7 +41,7 @@ func backoff(loopWait time.Duration, count int) time.Duration {
 
 // holds reports whether action a must wait: it is the failing one and
 // its backoff has not passed. Fencing never waits.
-func (f *failures) holds(a Action, now time.Time) bool {
+func (f failures) holds(a Action, now time.Time) bool {
 	return a.Kind == f.kind && a.Kind != Fence && now.Before(f.until)
 }
 
@@ -70,6 +70,7 @@ func (f *failures) record(a Action, err error, now time.Time, loopWait time.Dura
 	return true, repeats
 }
 
-func (f *failures) String() string {
-	return fmt.Sprintf("%s failed %d times; next try in %s", f.kind, f.count, time.Until(f.until).Round(time.Millisecond))
+// String says what failed and when it is tried again, as seen at now.
+func (f failures) String(now time.Time) string {
+	return fmt.Sprintf("%s failed %d times; next try in %s", f.kind, f.count, f.until.Sub(now).Round(time.Millisecond))
 }

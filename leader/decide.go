@@ -127,18 +127,12 @@ type Facts struct {
 	Now           time.Time
 	LeaseDeadline time.Time
 	Local         Local
-	// Following is the member the local replica was last pointed at.
-	Following string
+	// Memory is what the loop remembers from earlier cycles (Following,
+	// CrashRestartTried, RewindFailed, CleanStop, the backoff of a failing
+	// action, ...).
+	Memory
 	// Peers are the other members' positions (REST API or member keys).
 	Peers []Peer
-	// CrashRestartTried: the leader's Postgres was restarted once since it
-	// was last seen healthy.
-	CrashRestartTried bool
-	// RewindFailed: the last pg_rewind failed; re-clone instead.
-	RewindFailed bool
-	// CleanStop: the local Postgres was stopped cleanly as part of a
-	// switchover or handover and can follow the new leader without rewind.
-	CleanStop bool
 	// ShuttingDown: the daemon is stopping.
 	ShuttingDown bool
 	// Downstream maps the members streaming from this primary now to
@@ -215,6 +209,16 @@ const candidateWaitBound = 15 * time.Second
 //     named failover candidate takes it regardless of lag. A stopped node
 //     starts as a read-only standby first so its position is known.
 func Decide(f Facts) Action {
+	a := decide(f)
+	if f.Backoff.holds(a, f.Now) {
+		// The same action failed a moment ago: wait out its backoff
+		// instead of retrying at every wake-up (never for fencing).
+		return act(Nothing, "", "backing off: %s", f.Backoff.String(f.Now))
+	}
+	return a
+}
+
+func decide(f Facts) Action {
 	v := f.View
 	local := f.Local
 	writable := local.Running && !local.InRecovery

@@ -32,7 +32,7 @@ func base() Facts {
 		Now:             t0,
 		LeaseDeadline:   t0.Add(8 * time.Second),
 		Local:           Local{Initialized: true, Standby: true, Running: true, InRecovery: true, Timeline: 1, SystemID: "7300", Position: 1000},
-		Following:       "a",
+		Memory:          Memory{Following: "a"},
 		Peers: []Peer{
 			{Name: "a", Position: 1000, Running: true},
 			{Name: "c", Position: 1000, Running: true, InRecovery: true},

@@ -87,30 +87,26 @@ type Loop struct {
 	// watchdog goroutine renews the fence's permission while it is set.
 	writeLease atomic.Int64
 
-	// loop-goroutine state
-	role          cluster.Role
-	state         cluster.State
-	following     string
-	crashTried    bool
-	rewindFailed  bool
-	cleanStop     bool
-	lastLeader    string
-	lastTimeline  int64
-	lastPosition  int64
-	lastStatusPut time.Time
-	lastDecision  string
-	slotSet       string
-	candidateWait candidateWait
-	slotErr       string
-	slotErrAt     time.Time
-	failed        failures
-	observed      observation
+	// Owned by the loop goroutine: the state machine's memory, and what
+	// the loop last published and logged.
+	mem          Memory
+	role         cluster.Role  // the role last published
+	state        cluster.State // the state last published (or announced)
+	lastDecision string        // the last "ha decision" line, numbers aside
+	slots        slotBook
+	observed     observation
 	// memberDoc is the member key last published (memberMu).
 	memberMu  sync.Mutex
 	memberDoc cluster.Member
-	// syncOn: synchronous_standby_names was managed (synchronous_mode).
-	syncOn     bool
-	slotSynced time.Time
+}
+
+// slotBook is when the loop last made the replication slots right, and
+// the last error it logged about them.
+type slotBook struct {
+	set    string
+	synced time.Time
+	err    string
+	errAt  time.Time
 }
 
 type request struct {
@@ -144,7 +140,7 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 	l.lease.onGrant = l.republishMember
 	// A leader's first cycle settles synchronous_standby_names either way,
 	// whatever a previous daemon left in the running server's file.
-	l.syncOn = true
+	l.mem = initialMemory()
 	return l
 }
 
@@ -364,190 +360,6 @@ func margin(ttl time.Duration) time.Duration {
 	return max(ttl/4, time.Second)
 }
 
-// cycle gathers facts, decides, acts and publishes. It returns how long to
-// sleep before the next cycle.
-func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
-	if l.opt.OnCycle != nil {
-		defer func(start time.Time) { l.opt.OnCycle(time.Since(start)) }(time.Now())
-	}
-	l.mu.Lock()
-	prev := l.view
-	l.mu.Unlock()
-	cfg := prev.Config
-	if cfg.TTL == 0 {
-		cfg = l.opt.Bootstrap
-	}
-	ls := l.lease.State()
-	deadline := ls.Deadline(margin(ls.TTL))
-	// Never let an etcd read run past the fencing deadline of a primary.
-	readTimeout := cfg.RetryTimeout.D()
-	if l.role == cluster.RolePrimary && !deadline.IsZero() {
-		readTimeout = min(readTimeout, max(time.Until(deadline), 50*time.Millisecond))
-	}
-	rctx, cancel := context.WithTimeout(ctx, readTimeout)
-	snap, err := l.store.Read(rctx)
-	cancel()
-	viewOK := err == nil
-	v := prev
-	if viewOK {
-		v = snap.View
-		cfg = v.Config
-		if l.opt.OnView != nil {
-			l.opt.OnView(v)
-		}
-		// Subscribers (the pooler's routing above all) get the new view
-		// now, not after peers are asked and an action is carried out.
-		l.publishView(v)
-		if cfg.TTL > 0 && cfg.TTL.D() != ls.TTL && ls.ID != 0 {
-			// A new ttl applies at the next grant. A non-leader regrants
-			// now (its member key is republished this cycle); the leader
-			// keeps its lease, bound to the leader key, until it steps down.
-			l.lease.SetTTL(cfg.TTL.D())
-			if v.Leader != l.opt.Name {
-				l.log.Info("ttl changed; renewing the member lease", "ttl", cfg.TTL.D().String())
-				rctx, cancel := context.WithTimeout(ctx, cfg.RetryTimeout.D())
-				if err := l.lease.Regrant(rctx); err != nil {
-					l.log.Warn("regrant lease", "err", err)
-				}
-				cancel()
-				ls = l.lease.State()
-			}
-		}
-	} else {
-		l.log.Warn("cannot read the cluster from etcd", "err", err)
-	}
-	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-	local, err := l.pg.Status(sctx)
-	scancel()
-	if err != nil {
-		l.log.Warn("cannot read the local postgres status", "err", err)
-	}
-	if local.Running && l.lastLeader == l.opt.Name && !local.InRecovery {
-		l.crashTried = false
-	}
-	f := Facts{
-		Me:                l.opt.Name,
-		Tags:              l.tags(),
-		View:              v,
-		ViewOK:            viewOK,
-		LeaderLeaseMine:   snap.LeaderLease == ls.ID,
-		Now:               time.Now(),
-		LeaseDeadline:     deadline,
-		Local:             local,
-		Following:         l.following,
-		Peers:             l.peers(ctx, v, viewOK, local),
-		CrashRestartTried: l.crashTried,
-		RewindFailed:      l.rewindFailed,
-		CleanStop:         l.cleanStop,
-		ShuttingDown:      shuttingDown,
-	}
-	if viewOK && v.Leader == l.opt.Name && v.Failover != nil && local.Running && !local.InRecovery {
-		// A switchover hands over only to a replica streaming from here.
-		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
-		if ds, err := l.pg.Streaming(dctx); err == nil {
-			f.Downstream = ds
-		} else {
-			l.log.Warn("switchover: which replicas stream from here", "err", err)
-		}
-		dcancel()
-	}
-	f.CandidateWaitSince = l.candidateWait.note(v, viewOK, l.opt.Name, f.Now)
-	a := Decide(f)
-	if l.failed.holds(a, f.Now) {
-		// The same action failed a moment ago: wait out its backoff
-		// instead of retrying at every wake-up.
-		l.log.Debug("ha decision held back", "action", string(a.Kind), "why", l.failed.String())
-		a = act(Nothing, "", "backing off: %s", l.failed.String())
-	}
-	// Actions are INFO; waiting is INFO when its reason changes (numbers
-	// aside), so an operator sees why a node is idle without a line a second.
-	key := string(a.Kind) + strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return -1
-		}
-		return r
-	}, a.Why)
-	if (a.Kind != Nothing && a.Kind != Keep) || key != l.lastDecision {
-		l.log.Info("ha decision", "action", string(a.Kind), "target", a.Target, "why", a.Why)
-	} else {
-		l.log.Debug("ha decision", "action", string(a.Kind), "why", a.Why)
-	}
-	l.lastDecision = key
-	if viewOK && a.Kind != Nothing && a.Kind != Keep && a.Kind != Fence {
-		// Announce this member before a long action (clone, rewind, start),
-		// so the leader can prepare its replication slot meanwhile.
-		// A lost lease is being regranted right now: wait for it briefly.
-		for i := 0; i < 20 && l.lease.State().ID == 0 && ctx.Err() == nil; i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
-		pctx, pcancel := context.WithTimeout(ctx, min(cfg.RetryTimeout.D(), time.Second))
-		l.publishMember(pctx, local)
-		pcancel()
-	}
-	err = l.execute(ctx, a, f)
-	if log, repeats := l.failed.record(a, err, time.Now(), cfg.LoopWait.D()); log {
-		l.log.Error("ha action failed", "action", string(a.Kind), "target", a.Target, "err", err,
-			"repeats_not_logged", repeats, "retry_in", time.Until(l.failed.until).Round(time.Millisecond).String())
-	}
-	if viewOK && a.Kind == Nothing && local.Running && local.InRecovery {
-		// A replica keeps the slots of the members that cascade from it.
-		l.syncSlots(ctx, v, false, false)
-	}
-	if a.Kind != Nothing && a.Kind != Keep {
-		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-		if st, err := l.pg.Status(sctx); err == nil {
-			local = st
-		}
-		scancel()
-	}
-	holds := viewOK && v.Leader == l.opt.Name && f.LeaderLeaseMine
-	if viewOK {
-		// Re-read so the role line, status write and subscribers see the
-		// outcome of the action.
-		rctx, cancel := context.WithTimeout(ctx, cfg.RetryTimeout.D())
-		if s, err := l.store.Read(rctx); err == nil {
-			v = s.View
-			holds = v.Leader == l.opt.Name && s.LeaderLease == l.lease.State().ID
-		}
-		cancel()
-	}
-	l.noteRole(local, holds, a.Why)
-	l.primaryRunning.Store(MaybeWritable(local))
-	if viewOK {
-		// A failed read proves nothing: the key stays bound to the lease
-		// while keepalives are acknowledged, and the permission lapses on
-		// its own when they are not.
-		if holds {
-			l.writeLease.Store(int64(l.lease.State().ID))
-		} else {
-			l.writeLease.Store(0)
-		}
-	}
-	if !shuttingDown && viewOK {
-		// A primary never lets an etcd write run past its fencing deadline.
-		wt := cfg.RetryTimeout.D()
-		if local.Running && !local.InRecovery {
-			wt = min(wt, max(time.Until(l.lease.State().Deadline(margin(ls.TTL))), 50*time.Millisecond))
-		}
-		pctx, pcancel := context.WithTimeout(ctx, wt)
-		l.publishMember(pctx, local)
-		if holds && local.Running && !local.InRecovery {
-			if err := l.store.WriteStatus(pctx, l.lease.State().ID, cluster.Status{Optime: local.Position}); err != nil {
-				l.log.Debug("write status", "err", err)
-			}
-		}
-		pcancel()
-	}
-	l.publish(v, viewOK, local, holds)
-	wait := cfg.LoopWait.D()
-	if local.Running && !local.InRecovery {
-		if d := time.Until(l.lease.State().Deadline(margin(ls.TTL))); d < wait {
-			wait = max(d, 10*time.Millisecond)
-		}
-	}
-	return wait
-}
-
 // candidateWait remembers since when this member, named in a planned
 // switchover whose leader stepped down, has been waiting to take over.
 type candidateWait struct {
@@ -555,19 +367,19 @@ type candidateWait struct {
 	since time.Time
 }
 
-// note returns since when the member has waited for the failover request
-// in v (zero when it is not a waiting candidate).
-func (w *candidateWait) note(v cluster.View, viewOK bool, me string, now time.Time) time.Time {
+// next is w after seeing v at now: it starts counting when this member
+// becomes a waiting candidate of a failover request, and forgets it when
+// it is not one any more. A failed read changes nothing.
+func (w candidateWait) next(v cluster.View, viewOK bool, me string, now time.Time) candidateWait {
 	if !viewOK {
-		return w.since
+		return w
 	}
 	fo := v.Failover
 	if fo == nil || fo.Member != me || fo.Leader == "" || v.Leader != "" {
-		*w = candidateWait{}
-		return time.Time{}
+		return candidateWait{}
 	}
 	if w.rev != fo.Revision || w.since.IsZero() {
-		*w = candidateWait{rev: fo.Revision, since: now}
+		return candidateWait{rev: fo.Revision, since: now}
 	}
-	return w.since
+	return w
 }

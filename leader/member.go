@@ -66,12 +66,6 @@ func (l *Loop) noteRole(local Local, holds bool, why string) {
 	}
 	l.role, l.state = role, state
 	l.noteEvent(local.Running, role)
-	if holds {
-		l.lastLeader = l.opt.Name
-	} else if l.lastLeader == l.opt.Name {
-		l.lastLeader = ""
-	}
-	l.lastTimeline, l.lastPosition = local.Timeline, local.Position
 }
 
 func lsnString(p int64) string { return fmt.Sprintf("%X/%X", uint64(p)>>32, uint32(p)) }
