@@ -57,8 +57,8 @@ type Options struct {
 
 // Loop is the HA loop of one member.
 type Loop struct {
-	store *Store
-	lease *Lease
+	store keyStore
+	lease memberLease
 	pg    Postgres
 	opt   Options
 	log   *slog.Logger
@@ -122,10 +122,25 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 	if opt.Bootstrap.TTL == 0 {
 		opt.Bootstrap = config.DefaultDynamic()
 	}
+	lease := NewLease(store.Client(), opt.Bootstrap.TTL.D(), opt.Log.With("member", opt.Name))
+	l := newLoop(store, lease, pg, opt)
+	lease.onGrant = l.republishMember
+	return l
+}
+
+// newLoop builds a loop on any key store and lease (tests use in-memory
+// ones).
+func newLoop(store keyStore, lease memberLease, pg Postgres, opt Options) *Loop {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Bootstrap.TTL == 0 {
+		opt.Bootstrap = config.DefaultDynamic()
+	}
 	log := opt.Log.With("member", opt.Name)
 	l := &Loop{
 		store:    store,
-		lease:    NewLease(store.Client(), opt.Bootstrap.TTL.D(), log),
+		lease:    lease,
 		pg:       pg,
 		opt:      opt,
 		log:      log,
@@ -137,7 +152,6 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 		role:     cluster.RoleUninitialized,
 		state:    cluster.StateStopped,
 	}
-	l.lease.onGrant = l.republishMember
 	// A leader's first cycle settles synchronous_standby_names either way,
 	// whatever a previous daemon left in the running server's file.
 	l.mem = initialMemory()
