@@ -394,11 +394,12 @@ func (p *Pooler) serverCount(db string) int {
 	return n
 }
 
-// kill drops every client and server connection of db.
+// kill drops every client and server connection of db; each client gets
+// PgBouncer's "database removed".
 func (p *Pooler) kill(db string) {
 	for _, c := range p.clientList() {
 		if c.db == db {
-			c.conn.Close()
+			c.endBy(errKilledDB)
 		}
 	}
 	for _, pl := range p.poolList() {

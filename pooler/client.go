@@ -48,9 +48,6 @@ const inlineSize = 96
 // errRespawn asks the session to continue on a new goroutine.
 var errRespawn = errors.New("pooler: continue session on a fresh goroutine")
 
-// errIdleInTx ends a client idle in a transaction past idle_transaction_timeout.
-var errIdleInTx = errors.New("pooler: idle transaction timeout")
-
 // errTerminate ends a client session after its Terminate message.
 var errTerminate = errors.New("pooler: client terminated")
 
@@ -98,6 +95,13 @@ type client struct {
 	// maintenance tick of the last batch.
 	idleStart  time.Time
 	activeTick atomic.Int64
+
+	// kill is why endBy asked the session to end; bye is set once its
+	// farewell is written; pumpMu is held by a pump goroutine while it
+	// serves this client (see detach).
+	kill   atomic.Pointer[loginError]
+	bye    atomic.Bool
+	pumpMu sync.Mutex
 
 	mu      sync.Mutex
 	srv     *server
@@ -192,6 +196,9 @@ func (c *client) nextMessage() (byte, int, error) {
 		}
 		var ne net.Error
 		timeout := errors.As(err, &ne) && ne.Timeout()
+		if timeout && c.kill.Load() != nil {
+			return 0, 0, c.killed()
+		}
 		if timeout && c.reap.Swap(false) {
 			// The maintenance loop interrupted a long idle wait after
 			// work that may have grown this goroutine's stack: continue
@@ -205,6 +212,9 @@ func (c *client) nextMessage() (byte, int, error) {
 		}
 		if inTx && timeout {
 			return 0, 0, errIdleInTx
+		}
+		if timeout && idleTimeout > 0 {
+			return 0, 0, errClientIdle
 		}
 		return 0, 0, err
 	}
@@ -248,6 +258,9 @@ func (r *prefixReader) Read(p []byte) (int, error) {
 	}
 	for {
 		n, err := r.c.conn.Read(p)
+		if err != nil && r.c.kill.Load() != nil {
+			return n, r.c.killed()
+		}
 		if err != nil && r.c.reap.Swap(false) {
 			// A reap aimed at the idle wait arrived mid-batch: ignore it.
 			var ne net.Error
@@ -327,14 +340,14 @@ func (c *client) endBatch() error {
 	inline := start && c.mode != modeSession && s.queued() > 0 && isSyncPoint(s.q[len(s.q)-1].kind)
 	c.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("pooler: write to server: %w", err)
+		return serverLost(err)
 	}
 	if !start {
 		return nil
 	}
 	c.pumping = true
 	if !inline {
-		s.attach <- c
+		c.startPump(s)
 		return nil
 	}
 	c.state.Store(cliActive)
@@ -347,7 +360,7 @@ func (c *client) endBatch() error {
 		c.pumping = false // still attached; the next batch pumps again
 		return nil
 	case errors.Is(err, errHandoff):
-		s.attach <- c // COPY FROM STDIN: the client must be read meanwhile
+		c.startPump(s) // COPY FROM STDIN: the client must be read meanwhile
 		return nil
 	}
 	s.pumpFailed(c, err)
@@ -363,7 +376,7 @@ func (c *client) sent(n int) {
 	c.batchBytes += n
 	if c.batchBytes > 32<<10 && !c.pumping && c.batch != nil {
 		c.pumping = true
-		c.batch.attach <- c
+		c.startPump(c.batch)
 	}
 }
 
@@ -494,18 +507,34 @@ func (c *client) handle(t byte, n int) error {
 	}
 }
 
-// failWait reports a failure to get a server and ends the session, as
-// PgBouncer does for query_wait_timeout.
+// failWait ends the session after a failure to get a server, as
+// PgBouncer does for query_wait_timeout: the farewell is Postgres's own
+// refusal of the login, or the pooler's reason.
 func (c *client) failWait(err error, n int) error {
-	var m msgBuilder
 	var se *serverError
-	if errors.As(err, &se) {
-		m.errorMsg(se.Severity, se.Code, se.Message)
-	} else {
-		m.errorMsg("FATAL", codeConnFailure, err.Error())
+	var le *loginError
+	switch {
+	case errors.As(err, &le):
+		return le
+	case errors.As(err, &se):
+		return &loginError{code: se.Code, msg: se.Message, cause: err.Error()}
+	case errors.Is(err, ErrQueryWaitTimeout):
+		le := &loginError{code: codeProtocolViolation, msg: "query_wait_timeout", cause: err.Error()}
+		var last *lastServerError
+		if errors.As(err, &last) {
+			// PgBouncer says only query_wait_timeout; the reason no
+			// server could be had saves a trip to the log.
+			le.msg += " (last server error: " + last.err.Error() + ")"
+		}
+		return le
 	}
-	c.writeLocal(m.b)
-	return err
+	return &loginError{code: codeProtocolViolation, msg: err.Error()}
+}
+
+// serverLost is the farewell of a client whose server connection failed
+// under it.
+func serverLost(err error) error {
+	return &loginError{code: errServerLost.code, msg: errServerLost.msg, cause: err.Error()}
 }
 
 // cleanup runs when the client goroutine ends: give back or drop the
@@ -529,17 +558,29 @@ func (c *client) cleanup() {
 		c.mu.Unlock()
 		return
 	}
-	if c.mode == modeSession && s.queued() == 0 && s.status == 'I' {
-		// Reset the session; the pump returns the server after the answer.
+	if c.mode == modeSession && s.queued() == 0 && s.status == 'I' && !s.skip {
+		// Reset the session; the pump returns the server after the
+		// answer, which can arrive before Flush returns: hold keeps the
+		// pump from giving the server to the next client (who would
+		// write to s.bw) until this goroutine is done with it.
 		s.push(pend{kind: 'Q', act: actSwallow})
+		s.hold = true
 		if !c.pumping {
 			c.pumping = true
-			s.attach <- c
+			c.startPump(s)
 		}
 		c.mu.Unlock()
 		var m msgBuilder
 		s.bw.Write(m.begin('Q').str(c.p.cfg.ServerResetQuery).end().b)
-		if err := s.bw.Flush(); err != nil {
+		err := s.bw.Flush()
+		c.mu.Lock()
+		s.hold = false
+		if s.waiting {
+			s.waiting = false
+			s.holdCh <- struct{}{}
+		}
+		c.mu.Unlock()
+		if err != nil {
 			s.close()
 		}
 		return

@@ -10,11 +10,14 @@ import (
 	"time"
 )
 
-// loginError is an error sent to the client as FATAL before closing. cause,
-// when set, is for the pooler's log only (the client must not learn, for
-// example, whether a user exists).
+// loginError is an error sent to the client as FATAL before closing (at
+// login, or as the farewell of a session, see farewell.go). detail goes
+// to the client as the error's DETAIL; cause, when set, is for the
+// pooler's log only (the client must not learn, for example, whether a
+// user exists).
 type loginError struct {
 	code, msg string
+	detail    string
 	cause     string
 }
 

@@ -46,6 +46,15 @@ func (s *poolStats) txnEnd(status byte) {
 // became free within query_wait_timeout.
 var ErrQueryWaitTimeout = errors.New("pooler: query_wait_timeout")
 
+// lastServerError is ErrQueryWaitTimeout for a pool whose last attempt to
+// open a server connection failed with err.
+type lastServerError struct{ err error }
+
+func (e *lastServerError) Error() string {
+	return ErrQueryWaitTimeout.Error() + " (last server error: " + e.err.Error() + ")"
+}
+func (e *lastServerError) Unwrap() error { return ErrQueryWaitTimeout }
+
 // pool holds the server connections of one (database, user).
 type pool struct {
 	p   *Pooler
@@ -117,6 +126,10 @@ func (pl *pool) acquire(c *client) (*server, error) {
 		}
 	}()
 	for {
+		if k := c.kill.Load(); k != nil {
+			pl.giveUp(c)
+			return nil, k // KILL, KILL_CLIENT, DISABLE or shutdown
+		}
 		pl.mu.Lock()
 		if !pl.p.paused.Load() {
 			for len(pl.idle) > 0 {
@@ -152,7 +165,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 				}
 				pl.p.log.Warn("pooler: cannot open server connection", "db", pl.key.db, "user", pl.key.user, "err", err)
 				if !pl.sleepRetry(deadline) {
-					return nil, fmt.Errorf("%w (last server error: %v)", ErrQueryWaitTimeout, err)
+					return nil, &lastServerError{err}
 				}
 				waited = true
 				continue
@@ -192,7 +205,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 			continue // reserve_pool_timeout reached: retry with the reserve
 		}
 		if lastErr != nil && pl.total == 0 {
-			return nil, fmt.Errorf("%w (last server error: %v)", ErrQueryWaitTimeout, lastErr)
+			return nil, &lastServerError{lastErr}
 		}
 		return nil, ErrQueryWaitTimeout
 	}
@@ -267,6 +280,26 @@ func (pl *pool) sleepRetry(deadline time.Time) bool {
 		return true // a new primary: try it now
 	case <-pl.p.done:
 		return false
+	}
+}
+
+// giveUp takes a client that stops waiting (endBy) out of the queue,
+// passing on a wake-up or a server it was given meanwhile.
+func (pl *pool) giveUp(c *client) {
+	pl.mu.Lock()
+	removed := pl.removeWaiter(c)
+	s := c.handed
+	c.handed = nil
+	if !removed && s == nil && c.wake != nil {
+		select {
+		case <-c.wake:
+			pl.wakeOne() // a wake-up meant for a waiter: pass it on
+		default:
+		}
+	}
+	pl.mu.Unlock()
+	if s != nil {
+		pl.release(s, true)
 	}
 }
 

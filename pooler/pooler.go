@@ -236,8 +236,9 @@ func (p *Pooler) Run(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.closing = true
+	clients := make([]*client, 0, len(p.clients))
 	for c := range p.clients {
-		c.conn.Close()
+		clients = append(clients, c)
 	}
 	for conn := range p.conns {
 		conn.Close()
@@ -247,6 +248,12 @@ func (p *Pooler) Run(ctx context.Context) error {
 		pools = append(pools, pl)
 	}
 	p.mu.Unlock()
+	// Each client's session ends with a farewell (57P01); one that has
+	// not ended within a few seconds (a client that does not read) is
+	// closed.
+	for _, c := range clients {
+		c.endBy(errShutdown)
+	}
 	for _, pl := range pools {
 		for _, s := range pl.servers() {
 			s.close()
@@ -254,6 +261,12 @@ func (p *Pooler) Run(ctx context.Context) error {
 		pl.wakeAll()
 	}
 	cancel()
+	stop := time.AfterFunc(3*time.Second, func() {
+		for _, c := range clients {
+			c.conn.Close()
+		}
+	})
+	defer stop.Stop()
 	p.waitAll("client goroutines", &wg)
 	p.waitAll("client sessions", &p.sessions)
 	for _, pl := range p.poolList() {
@@ -538,11 +551,12 @@ func (p *Pooler) idleChanged() {}
 
 func (p *Pooler) addClient(c *client) {
 	p.mu.Lock()
-	if p.closing {
-		c.conn.Close() // shutting down: the session ends at its first read
-	}
+	closing := p.closing
 	p.clients[c] = struct{}{}
 	p.mu.Unlock()
+	if closing {
+		c.endBy(errShutdown) // shutting down: the session ends at its first read
+	}
 	c.pool.nclients.Add(1)
 }
 

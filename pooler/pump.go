@@ -152,28 +152,67 @@ func (s *server) pump(c *client) {
 	if h := c.p.hooks.pump; h != nil {
 		h()
 	}
+	// A client that detached (see client.detach) waits on pumpMu for
+	// this goroutine; a pump that starts after that finds it detached.
+	c.pumpMu.Lock()
+	defer c.pumpMu.Unlock()
+	c.mu.Lock()
+	mine := c.srv == s
+	c.mu.Unlock()
+	if !mine {
+		return
+	}
 	if err := s.pumpLoop(c, false); err != nil {
 		s.pumpFailed(c, err)
 	}
 }
 
-// pumpFailed cleans up after the pump stopped on an error.
+// truncatedError is a server that failed in the middle of a message the
+// pump was forwarding: the client has part of it, so nothing more can
+// be written to it.
+type truncatedError struct{ err error }
+
+func (e *truncatedError) Error() string { return "server message cut short: " + e.err.Error() }
+func (e *truncatedError) Unwrap() error { return e.err }
+
+// truncated marks a failure inside a message: a failed read of the
+// server (a failed write to the client, a *sinkError, is left alone).
+func truncated(err error) error {
+	var se *sinkError
+	if errors.As(err, &se) {
+		return err
+	}
+	return &truncatedError{err}
+}
+
+// pumpFailed cleans up after the pump stopped on an error. A client
+// still attached is ended, as PgBouncer does, with the server's own
+// error already forwarded (for example FATAL 57P01 after
+// pg_terminate_backend) and then the pooler's farewell: the reason
+// KILL gave, or "server conn crashed?".
 func (s *server) pumpFailed(c *client, err error) {
 	c.mu.Lock()
 	attached := c.srv == s
-	if attached {
-		c.srv = nil
-	}
 	leaving := c.leaving
 	c.mu.Unlock()
-	s.close()
 	if attached && !leaving {
 		c.p.log.Debug("pooler: server connection lost", "client", c.id, "server", s.id, "err", err)
-		var m msgBuilder
-		s.cw.Write(m.errorMsg("FATAL", codeConnFailure, "server conn crashed? "+err.Error()).b)
-		s.cw.Flush()
+		var te *truncatedError
+		if !errors.As(err, &te) && s.cw.Flush() == nil {
+			le := c.kill.Load()
+			if le == nil {
+				le = &loginError{code: errServerLost.code, msg: errServerLost.msg}
+			}
+			c.farewell(le)
+		}
 		c.conn.Close()
 	}
+	c.mu.Lock()
+	if c.srv == s {
+		c.srv = nil
+	}
+	c.mu.Unlock()
+	s.close()
 }
 
 func (s *server) pumpLoop(c *client, inline bool) error {
@@ -217,7 +256,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			}
 			c.stats.recv(n + 5)
 			if err := copyBody(cw, br, n+5); err != nil {
-				return err
+				return truncated(err)
 			}
 			if inline && (t == 'G' || t == 'W') {
 				if err := cw.Flush(); err != nil {
@@ -230,7 +269,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			br.Discard(5)
 			b, err := readBody(br, n)
 			if err != nil {
-				return err
+				return truncated(err)
 			}
 			k, rest, _ := cstring(b)
 			v, _, _ := cstring(rest)
@@ -255,7 +294,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			}
 			status, err := br.ReadByte()
 			if err != nil {
-				return err
+				return truncated(err)
 			}
 			var st = [1]byte{status}
 			c.mu.Lock()
@@ -277,7 +316,22 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 				continue
 			}
 			if c.leaving {
-				// Only the pooler's reset query was left; give the server back.
+				// Only the pooler's reset query was left; give the server
+				// back once the leaving client's goroutine has finished
+				// writing it (its Flush may return after this answer).
+				for s.hold {
+					s.waiting = true
+					held = false
+					c.mu.Unlock()
+					<-s.holdCh
+					c.mu.Lock()
+					held = true
+				}
+				if c.srv != s {
+					held = false
+					c.mu.Unlock()
+					return errDetached
+				}
 				c.srv = nil
 				s.client.Store(nil)
 				held = false
@@ -302,9 +356,9 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 					return errInlineIdle
 				}
 				if c.mode == modeStatement {
-					var m msgBuilder
-					cw.Write(m.errorMsg("FATAL", codeFeatureNotSupp, "transaction blocks not allowed in statement pooling mode").b)
-					cw.Flush()
+					if cw.Flush() == nil {
+						c.farewell(&loginError{code: codeFeatureNotSupp, msg: "transaction blocks not allowed in statement pooling mode"})
+					}
 					c.conn.Close()
 					return fmt.Errorf("pooler: transaction in statement mode")
 				}
@@ -379,12 +433,12 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			held = false
 			c.mu.Unlock()
 			if err != nil {
-				return err
+				return truncated(err)
 			}
 		default:
 			c.stats.recv(n + 5)
 			if err := copyBody(cw, br, n+5); err != nil {
-				return err
+				return truncated(err)
 			}
 		}
 	}
