@@ -214,7 +214,7 @@ func (p *Pooler) show(what string) (*resultSet, error) {
 				link = fmt.Sprintf("%p", c.srv)
 				state = "active"
 			}
-			app := c.tracked[5]
+			app := c.tracked[appNameIdx]
 			c.mu.Unlock()
 			rs.add("C", c.user, c.db, state, host, port, lhost, lport, c.since.Format(time.DateTime), c.since.Format(time.DateTime),
 				0, 0, 0, fmt.Sprintf("%p", c), link, 0, "", app, len(c.stmts))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,9 +167,9 @@ func (c *client) nextMessage() (byte, int, error) {
 		c.br = nil
 	}
 	c.state.Store(cliIdle)
-	idleTimeout := c.p.cfg.ClientIdleTimeout.D()
+	idleTimeout := c.pool.conf.clientIdle
 	inTx := false
-	if it := c.p.cfg.IdleTransactionTimeout.D(); it > 0 {
+	if it := c.pool.conf.idleTx; it > 0 {
 		c.mu.Lock()
 		if s := c.srv; s != nil && s.queued() == 0 && s.status != 'I' {
 			inTx = true
@@ -425,22 +424,6 @@ func (c *client) server() (*server, error) {
 	c.pumping = false
 	c.batchBytes = 0
 	return s, nil
-}
-
-// paramSQL returns SET statements that give s the client's settings; c.mu held.
-func (c *client) paramSQL(s *server) string {
-	var b strings.Builder
-	for i, v := range c.tracked {
-		if v == "" || v == s.tracked[i] {
-			continue
-		}
-		b.WriteString("SET ")
-		b.WriteString(trackedNames[i])
-		b.WriteString(" = '")
-		b.WriteString(strings.ReplaceAll(v, "'", "''"))
-		b.WriteString("';")
-	}
-	return b.String()
 }
 
 // forward sends the message (header already read) unchanged.

@@ -57,8 +57,10 @@ func (e *lastServerError) Unwrap() error { return ErrQueryWaitTimeout }
 
 // pool holds the server connections of one (database, user).
 type pool struct {
-	p   *Pooler
-	key poolKey
+	p    *Pooler
+	key  poolKey
+	conf poolConf
+	st   *dbState
 
 	mu       sync.Mutex
 	cred     secret
@@ -104,7 +106,11 @@ func (pl *pool) setCred(s secret) {
 	pl.mu.Unlock()
 }
 
-func (pl *pool) size() int { return pl.p.cfg.DefaultPoolSize }
+func (pl *pool) size() int { return pl.conf.size }
+
+// paused reports whether new transactions of this pool wait (PAUSE,
+// PAUSE db, KILL db, a primary change).
+func (pl *pool) paused() bool { return pl.p.paused.Load() || pl.st.paused.Load() }
 
 // acquire returns an idle or new server connection for c, waiting (FIFO,
 // bounded by query_wait_timeout) when the pool is full or paused.
@@ -131,7 +137,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 			return nil, k // KILL, KILL_CLIENT, DISABLE or shutdown
 		}
 		pl.mu.Lock()
-		if !pl.p.paused.Load() {
+		if !pl.paused() {
 			for len(pl.idle) > 0 {
 				s := pl.idle[len(pl.idle)-1]
 				pl.idle = pl.idle[:len(pl.idle)-1]
@@ -143,10 +149,10 @@ func (pl *pool) acquire(c *client) (*server, error) {
 				pl.mu.Lock()
 			}
 			limit := pl.size()
-			if pl.p.cfg.ReservePoolSize > 0 && waited && time.Now().After(reserveAt) {
-				limit += pl.p.cfg.ReservePoolSize
+			if pl.conf.reserve > 0 && waited && time.Now().After(reserveAt) {
+				limit += pl.conf.reserve
 			}
-			if pl.total < limit && pl.p.dbSlot(pl.key.db, 1) {
+			if pl.total < limit && pl.slot(1) {
 				pl.total++
 				pl.mu.Unlock()
 				s, err := pl.connect(deadline)
@@ -155,7 +161,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 				}
 				pl.mu.Lock()
 				pl.total--
-				pl.p.dbSlot(pl.key.db, -1)
+				pl.slot(-1)
 				pl.lastErr = err
 				pl.wakeOne()
 				pl.mu.Unlock()
@@ -215,7 +221,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 // reserveAt passes (false).
 func (c *client) sleep(deadline, reserveAt time.Time) bool {
 	until := deadline
-	if c.p.cfg.ReservePoolSize > 0 && time.Now().Before(reserveAt) && (until.IsZero() || reserveAt.Before(until)) {
+	if c.pool.conf.reserve > 0 && time.Now().Before(reserveAt) && (until.IsZero() || reserveAt.Before(until)) {
 		until = reserveAt
 	}
 	if until.IsZero() {
@@ -354,7 +360,7 @@ func (pl *pool) usable(s *server) bool {
 		return false
 	}
 	now := time.Now()
-	if lt := pl.p.cfg.ServerLifetime.D(); lt > 0 && now.Sub(s.createdAt) > lt {
+	if lt := pl.conf.lifetime; lt > 0 && now.Sub(s.createdAt) > lt {
 		return false
 	}
 	if now.Sub(s.lastUsed) >= pl.p.cfg.ServerCheckDelay.D() && pl.p.cfg.ServerCheckQuery != "" {
@@ -411,7 +417,7 @@ func (pl *pool) release(s *server, clean bool) {
 		s.close()
 		return
 	}
-	if lt := pl.p.cfg.ServerLifetime.D(); lt > 0 && s.lastUsed.Sub(s.createdAt) > lt {
+	if lt := pl.conf.lifetime; lt > 0 && s.lastUsed.Sub(s.createdAt) > lt {
 		s.close()
 		return
 	}
@@ -429,7 +435,7 @@ func (pl *pool) release(s *server, clean bool) {
 		pl.mu.Unlock()
 		return
 	}
-	if len(pl.waiters) > 0 && !pl.p.paused.Load() {
+	if len(pl.waiters) > 0 && !pl.paused() {
 		// Hand the server to the first waiter: it needs no second trip
 		// through the idle list, and no liveness peek (it answered just now).
 		w := pl.waiters[0]
@@ -461,7 +467,7 @@ func (pl *pool) forget(s *server) {
 	if _, ok := pl.all[s]; ok {
 		delete(pl.all, s)
 		pl.total--
-		pl.p.dbSlot(pl.key.db, -1)
+		pl.slot(-1)
 		for i, x := range pl.idle {
 			if x == s {
 				pl.idle = append(pl.idle[:i], pl.idle[i+1:]...)
@@ -540,11 +546,11 @@ func (pl *pool) greeting(c *client) (map[string]string, error) {
 // fillMin opens server connections up to min_pool_size (one per call, so
 // a dead target costs one attempt per tick).
 func (pl *pool) fillMin(ctx context.Context) {
-	min := pl.p.cfg.MinPoolSize
+	min := pl.conf.min
 	pl.mu.Lock()
 	need := pl.total < min && pl.params != nil
 	if need {
-		if !pl.p.dbSlot(pl.key.db, 1) {
+		if !pl.slot(1) {
 			need = false
 		} else {
 			pl.total++
@@ -558,7 +564,7 @@ func (pl *pool) fillMin(ctx context.Context) {
 	if err != nil {
 		pl.mu.Lock()
 		pl.total--
-		pl.p.dbSlot(pl.key.db, -1)
+		pl.slot(-1)
 		pl.mu.Unlock()
 		pl.p.log.Warn("pooler: cannot open min_pool_size connection", "db", pl.key.db, "user", pl.key.user, "err", err)
 		return

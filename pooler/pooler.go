@@ -26,6 +26,8 @@ const Version = "pgha pooler 0.1 (PgBouncer-compatible)"
 type Pooler struct {
 	cfg    config.Pooler
 	router Router
+	// trackNames are the settings carried per client (see params.go).
+	trackNames []string
 	log    *slog.Logger
 	tls    *tls.Config
 	stmts  stmtRegistry
@@ -59,6 +61,10 @@ type Pooler struct {
 	hba     []hbaRule
 	pools   map[poolKey]*pool
 	dbConns map[string]int
+	// userConns counts server connections per user (max_user_connections);
+	// dbStates is the console state per database name (see dbconf.go).
+	userConns map[string]int
+	dbStates  map[string]*dbState
 	clients map[*client]struct{}
 	conns   map[net.Conn]struct{} // accepted, still logging in
 	closing bool
@@ -90,9 +96,14 @@ func New(cfg config.Pooler, router Router, log *slog.Logger) (*Pooler, error) {
 		cfg: cfg, router: router, log: log.With("component", "pooler"),
 		ctx: context.Background(), done: make(chan struct{}),
 		pools: make(map[poolKey]*pool), dbConns: make(map[string]int),
+		userConns: make(map[string]int), dbStates: make(map[string]*dbState),
 		clients: make(map[*client]struct{}), cancels: make(map[uint64]*client),
 		conns:    make(map[net.Conn]struct{}),
 		shutdown: make(chan struct{}),
+	}
+	p.trackNames = cfg.TrackedParameters()
+	if len(p.trackNames) > nTracked {
+		return nil, fmt.Errorf("pooler: track_extra_parameters: at most %d settings", nTracked-len(p.trackNames)+len(cfg.TrackExtraParameters))
 	}
 	rand.Read(p.mockKey[:])
 	p.auth.init()
@@ -351,14 +362,15 @@ func (p *Pooler) maintain(ctx context.Context) {
 func (p *Pooler) tickMaintain(ctx context.Context) {
 	p.refreshRoute()
 	p.releaseStacks(p.reapIdle(p.tick.Add(1)))
-	idle, life := p.cfg.ServerIdleTimeout.D(), p.cfg.ServerLifetime.D()
+	idle := p.cfg.ServerIdleTimeout.D()
 	now := time.Now()
 	for _, pl := range p.poolList() {
+		life := pl.conf.lifetime
 		pl.closeIdle(func(s *server) bool {
 			return (idle > 0 && now.Sub(s.lastUsed) > idle) || (life > 0 && now.Sub(s.createdAt) > life) ||
 				!p.targetOK(pl.key.readOnly, s.addr)
 		})
-		if !p.paused.Load() {
+		if !pl.paused() {
 			pl.fillMin(ctx)
 		}
 	}
@@ -474,11 +486,17 @@ func (p *Pooler) poolList() []*pool {
 }
 
 func (p *Pooler) getPool(k poolKey) *pool {
+	conf := p.resolve(k.db, k.user)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pl := p.pools[k]
 	if pl == nil {
-		pl = &pool{p: p, key: k}
+		st := p.dbStates[k.db]
+		if st == nil {
+			st = &dbState{}
+			p.dbStates[k.db] = st
+		}
+		pl = &pool{p: p, key: k, conf: conf, st: st}
 		p.pools[k] = pl
 	}
 	return pl
@@ -530,21 +548,6 @@ func (p *Pooler) targetOK(readOnly bool, addr string) bool {
 		return slices.Contains(r.replicas, addr)
 	}
 	return r.ok && r.primary == addr
-}
-
-// dbSlot takes (delta 1) or returns (-1) a max_db_connections slot.
-func (p *Pooler) dbSlot(db string, delta int) bool {
-	max := p.cfg.MaxDBConnections
-	if max <= 0 {
-		return true
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if delta > 0 && p.dbConns[db] >= max {
-		return false
-	}
-	p.dbConns[db] += delta
-	return true
 }
 
 func (p *Pooler) idleChanged() {}

@@ -5,25 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
-
-// Settings whose changes Postgres reports with ParameterStatus and the
-// pooler carries from one server connection to the next.
-const nTracked = 6
-
-var trackedNames = [nTracked]string{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
-	"standard_conforming_strings", "application_name"}
-
-func trackedIndex(k string) int {
-	for i, n := range trackedNames {
-		if strings.EqualFold(n, k) {
-			return i
-		}
-	}
-	return -1
-}
 
 var errDetached = errors.New("pooler: client left during the transaction")
 
@@ -275,7 +258,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			v, _, _ := cstring(rest)
 			c.mu.Lock()
 			held = true
-			if i := trackedIndex(k); i >= 0 {
+			if i := c.p.trackIndex(k); i >= 0 {
 				s.tracked[i] = v
 				c.setTracked(i, v)
 			}
