@@ -146,7 +146,7 @@ type PoolerDatabase struct {
 	MinPoolSize     *int `yaml:"min_pool_size" json:"min_pool_size"`
 	ReservePoolSize *int `yaml:"reserve_pool_size" json:"reserve_pool_size"`
 	// ReservePool is PgBouncer's older name of ReservePoolSize.
-	ReservePool *int `yaml:"reserve_pool" json:"reserve_pool"`
+	ReservePool *int   `yaml:"reserve_pool" json:"reserve_pool"`
 	PoolMode    string `yaml:"pool_mode" json:"pool_mode"`
 	// MaxDBConnections 0 inherits max_db_connections.
 	MaxDBConnections int `yaml:"max_db_connections" json:"max_db_connections"`

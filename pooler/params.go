@@ -169,7 +169,7 @@ func parseOptions(s string) ([][2]string, error) {
 	return out, nil
 }
 
-// quoteLiteral quotes s as an SQL string literal (standard strings, E''
+// quoteLiteral quotes s as an SQL string literal (standard strings, E”
 // when it holds a backslash).
 func quoteLiteral(s string) string {
 	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"

@@ -28,9 +28,9 @@ type Pooler struct {
 	router Router
 	// trackNames are the settings carried per client (see params.go).
 	trackNames []string
-	log    *slog.Logger
-	tls    *tls.Config
-	stmts  stmtRegistry
+	log        *slog.Logger
+	tls        *tls.Config
+	stmts      stmtRegistry
 
 	ctx    context.Context
 	done   chan struct{}
@@ -65,11 +65,11 @@ type Pooler struct {
 	// dbStates is the console state per database name (see dbconf.go).
 	userConns map[string]int
 	dbStates  map[string]*dbState
-	clients map[*client]struct{}
-	conns   map[net.Conn]struct{} // accepted, still logging in
-	closing bool
-	cancels map[uint64]*client
-	primary string // the primary the rw pools were built for
+	clients   map[*client]struct{}
+	conns     map[net.Conn]struct{} // accepted, still logging in
+	closing   bool
+	cancels   map[uint64]*client
+	primary   string // the primary the rw pools were built for
 	// authUser and authPassword: credentials for auth_user that need no
 	// auth_file (SetAuthUser).
 	authUser, authPassword string
