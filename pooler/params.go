@@ -169,8 +169,8 @@ func parseOptions(s string) ([][2]string, error) {
 	return out, nil
 }
 
-// quoteLiteral quotes s as an SQL string literal (standard strings, E”
-// when it holds a backslash).
+// quoteLiteral quotes s as an SQL string literal, as an escape string
+// literal (E'...') when it holds a backslash.
 func quoteLiteral(s string) string {
 	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
 	if strings.Contains(s, `\`) {
