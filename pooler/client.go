@@ -86,14 +86,18 @@ type client struct {
 	batch      *server
 	batchBytes int
 	wake       chan struct{}
-	// handed is a server a release gave this waiting client (pool.mu).
-	handed *server
-	timer  *time.Timer
+	// handed is a server a release gave this waiting client; waitStart
+	// when it began waiting (mono), for SHOW POOLS and CLIENTS (pool.mu).
+	handed    *server
+	waitStart int64
+	timer     *time.Timer
 	// deep is set after a batch; reap asks the idle read to return so
 	// the session continues on a fresh goroutine; activeTick is the
 	// maintenance tick of the last batch.
 	idleStart  time.Time
 	activeTick atomic.Int64
+	// lastRequest is when the last batch began (Unix seconds, coarse).
+	lastRequest atomic.Int64
 
 	// kill is why endBy asked the session to end; bye is set once its
 	// farewell is written; pumpMu is held by a pump goroutine while it
@@ -167,9 +171,12 @@ func (c *client) nextMessage() (byte, int, error) {
 		c.br = nil
 	}
 	c.state.Store(cliIdle)
-	idleTimeout := c.pool.conf.clientIdle
+	idleTimeout, idleTx := c.p.cfg.ClientIdleTimeout.D(), c.p.cfg.IdleTransactionTimeout.D()
+	if pl := c.pool; pl != nil {
+		idleTimeout, idleTx = pl.conf.clientIdle, pl.conf.idleTx
+	}
 	inTx := false
-	if it := c.pool.conf.idleTx; it > 0 {
+	if it := idleTx; it > 0 {
 		c.mu.Lock()
 		if s := c.srv; s != nil && s.queued() == 0 && s.status != 'I' {
 			inTx = true
@@ -225,6 +232,7 @@ func (c *client) nextMessage() (byte, int, error) {
 		c.deep.Store(true)
 	}
 	c.activeTick.Store(c.p.tick.Load())
+	c.lastRequest.Store(c.p.unixNow.Load())
 	t := c.inline[0]
 	n, err := bodyLen(c.inline[:5], maxLen)
 	if err != nil {
@@ -405,6 +413,7 @@ func (c *client) server() (*server, error) {
 		return nil, err
 	}
 	c.state.Store(cliActive)
+	c.pool.stats.assigns.Add(1)
 	s.state.Store(srvActive)
 	s.cw.Reset(c.conn)
 	s.client.Store(c)
@@ -452,11 +461,7 @@ func (c *client) handle(t byte, n int) error {
 		if err != nil {
 			return c.failWait(err, n)
 		}
-		kind := t
-		if t == 'Q' {
-			c.stats.query.Add(1)
-		}
-		return c.forward(s, t, n, kind)
+		return c.forward(s, t, n, t)
 	case 'S':
 		s := c.attached()
 		if s == nil && c.mode != modeSession {

@@ -2,6 +2,7 @@ package pooler
 
 import (
 	"context"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -110,8 +111,11 @@ func testFarewells(t *testing.T, pg *testPG) {
 			}
 			return false
 		})
-		// Kill every client: idle, holding a server in a transaction,
-		// and waiting for one.
+		// Kill every client: waiting for a server (first, before the
+		// holder's server is freed), idle, holding one in a transaction.
+		sort.SliceStable(rows, func(i, j int) bool {
+			return rows[i][col("state")] == "waiting" && rows[j][col("state")] != "waiting"
+		})
 		for _, r := range rows {
 			id := r[col("id")]
 			if _, err := strconv.ParseUint(id, 10, 64); err != nil {

@@ -26,22 +26,6 @@ func (k poolKey) name() string {
 	return k.db
 }
 
-// poolStats are the counters behind SHOW STATS and the metrics.
-type poolStats struct {
-	xact, query          atomic.Int64
-	recvBytes, sentBytes atomic.Int64
-	waitNanos            atomic.Int64
-	waits                atomic.Int64
-}
-
-func (s *poolStats) recv(n int) { s.recvBytes.Add(int64(n)) }
-func (s *poolStats) sent(n int) { s.sentBytes.Add(int64(n)) }
-func (s *poolStats) txnEnd(status byte) {
-	if status == 'I' {
-		s.xact.Add(1)
-	}
-}
-
 // ErrQueryWaitTimeout is the error a client gets when no server connection
 // became free within query_wait_timeout.
 var ErrQueryWaitTimeout = errors.New("pooler: query_wait_timeout")
@@ -125,6 +109,9 @@ func (pl *pool) acquire(c *client) (*server, error) {
 	waited := false
 	defer func() {
 		if waited {
+			pl.mu.Lock()
+			c.waitStart = 0
+			pl.mu.Unlock()
 			d := time.Since(start)
 			pl.stats.waitNanos.Add(int64(d))
 			pl.stats.waits.Add(1)
@@ -180,6 +167,9 @@ func (pl *pool) acquire(c *client) (*server, error) {
 		// Wait for a release, a resume or the deadline.
 		if c.wake == nil {
 			c.wake = make(chan struct{}, 1)
+		}
+		if c.waitStart == 0 {
+			c.waitStart = int64(start.Sub(epoch)) // for SHOW POOLS maxwait
 		}
 		pl.waiters = append(pl.waiters, c)
 		pl.mu.Unlock()

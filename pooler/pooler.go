@@ -18,8 +18,9 @@ import (
 	"github.com/pgha/pgha/config"
 )
 
-// Version is what SHOW VERSION answers.
-const Version = "pgha pooler 0.1 (PgBouncer-compatible)"
+// Version is what SHOW VERSION answers: PgBouncer's format, naming the
+// PgBouncer release whose console the pooler matches (CompatVersion).
+const Version = "PgBouncer " + CompatVersion + " (pgha pooler 0.1)"
 
 // Pooler is the embedded connection pooler. Build it with New, run it with
 // Run; Pause, Resume and Reconnect are safe from any goroutine.
@@ -39,6 +40,7 @@ type Pooler struct {
 	paused   atomic.Bool
 	route    atomic.Pointer[route]
 	tick     atomic.Int64 // maintenance ticks, for idle detection
+	unixNow  atomic.Int64 // Unix seconds, renewed by maintain (request_time)
 	respawns atomic.Int64 // idle sessions moved to fresh goroutines
 	nclients atomic.Int64
 	// pending counts connections not yet logged in (max_pending_logins);
@@ -76,6 +78,9 @@ type Pooler struct {
 	// routeCh is closed at the next routing change (see routeWake).
 	routeCh chan struct{}
 
+	statsWin statsWindow
+	started  time.Time
+
 	listeners []net.Listener
 	workers   sync.WaitGroup // server pump goroutines
 	sessions  sync.WaitGroup // client sessions moved to fresh goroutines
@@ -101,6 +106,8 @@ func New(cfg config.Pooler, router Router, log *slog.Logger) (*Pooler, error) {
 		conns:    make(map[net.Conn]struct{}),
 		shutdown: make(chan struct{}),
 	}
+	p.started = time.Now()
+	p.unixNow.Store(p.started.Unix())
 	p.trackNames = cfg.TrackedParameters()
 	if len(p.trackNames) > nTracked {
 		return nil, fmt.Errorf("pooler: track_extra_parameters: at most %d settings", nTracked-len(p.trackNames)+len(cfg.TrackExtraParameters))
@@ -341,10 +348,18 @@ func (p *Pooler) acceptLoop(ln net.Listener, readOnly bool, wg *sync.WaitGroup) 
 func (p *Pooler) maintain(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	period := p.cfg.StatsPeriod.D()
+	if period <= 0 {
+		period = time.Minute
+	}
+	stats := time.NewTicker(period)
+	defer stats.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case now := <-stats.C:
+			p.refreshStats(now)
 		case <-p.router.Changed():
 			p.guard("routing change", func() {
 				p.refreshRoute()
@@ -360,6 +375,7 @@ func (p *Pooler) maintain(ctx context.Context) {
 // tickMaintain is one maintenance tick: routing, idle clients' stacks,
 // servers past their idle time or lifetime, min_pool_size.
 func (p *Pooler) tickMaintain(ctx context.Context) {
+	p.unixNow.Store(time.Now().Unix())
 	p.refreshRoute()
 	p.releaseStacks(p.reapIdle(p.tick.Add(1)))
 	idle := p.cfg.ServerIdleTimeout.D()
@@ -461,19 +477,7 @@ func (p *Pooler) Paused() bool { return p.paused.Load() }
 
 // Reconnect closes idle server connections now; busy ones are closed when
 // released or, with force, at once.
-func (p *Pooler) Reconnect(force bool) {
-	for _, pl := range p.poolList() {
-		for _, s := range pl.servers() {
-			s.closeNeeded.Store(true)
-		}
-		pl.closeIdle(func(*server) bool { return true })
-		if force {
-			for _, s := range pl.servers() {
-				s.close()
-			}
-		}
-	}
-}
+func (p *Pooler) Reconnect(force bool) { p.reconnectDB("", force) }
 
 func (p *Pooler) poolList() []*pool {
 	p.mu.Lock()

@@ -43,6 +43,7 @@ func (s *server) push(e pend) bool {
 	if s.skip && e.kind != 'S' {
 		if e.kind == 'P' && e.id != 0 {
 			delete(s.prepared, e.id)
+			s.nprep.Store(int32(len(s.prepared)))
 		}
 		return false
 	}
@@ -51,6 +52,8 @@ func (s *server) push(e pend) bool {
 	}
 	if e.act != actForward {
 		s.special.Add(1)
+	} else if e.kind != 0 {
+		s.queryBegin()
 	}
 	s.q = append(s.q, e)
 	return true
@@ -82,6 +85,7 @@ func (s *server) emitSynth() {
 func (s *server) forgetFailed(e pend) {
 	if e.kind == 'P' && e.id != 0 {
 		delete(s.prepared, e.id)
+		s.nprep.Store(int32(len(s.prepared)))
 	}
 }
 
@@ -291,13 +295,13 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			s.status = st[0]
 			if !swallow {
 				writeBytes(cw, 'Z', 0, 0, 0, 5, st[0])
-				c.stats.txnEnd(st[0])
 			}
 			if s.queued() > 0 {
 				held = false
 				c.mu.Unlock()
 				continue
 			}
+			s.queryEnd(st[0])
 			if c.leaving {
 				// Only the pooler's reset query was left; give the server
 				// back once the leaving client's goroutine has finished
@@ -401,6 +405,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 				if b, err := br.Peek(5 + n); err == nil {
 					if tag := b[5:]; bytes.HasPrefix(tag, []byte("DEALLOCATE ALL")) || bytes.HasPrefix(tag, []byte("DISCARD ALL")) {
 						clear(s.prepared)
+						s.nprep.Store(0)
 					}
 				}
 			}

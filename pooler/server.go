@@ -54,20 +54,23 @@ type server struct {
 	params      map[string]string // every ParameterStatus seen at login
 	tracked     [nTracked]string  // current values of the tracked settings
 	prepared    map[uint64]uint64 // statement id -> last use tick
+	nprep       atomic.Int32      // len(prepared), for SHOW SERVERS
 	tick        uint64
 	createdAt   time.Time
 	lastUsed    time.Time
 	lastChecked time.Time
 
-	// Guarded by the attached client's mu.
-	q       []pend
-	qh      int
-	skip    bool // after an extended-protocol error, until Sync
-	special atomic.Int32
-	hold    bool // client goroutine is writing a batch
-	waiting bool // pump waits for hold to end
-	holdCh  chan struct{}
-	status  byte
+	// Guarded by the attached client's mu. qStart and xStart are when
+	// the running query and transaction began (mono; see stats.go).
+	qStart, xStart int64
+	q              []pend
+	qh             int
+	skip           bool // after an extended-protocol error, until Sync
+	special        atomic.Int32
+	hold           bool // client goroutine is writing a batch
+	waiting        bool // pump waits for hold to end
+	holdCh         chan struct{}
+	status         byte
 
 	client atomic.Pointer[client]
 	// raw and peekFn check an idle connection without a goroutine or a
