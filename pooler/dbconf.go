@@ -182,3 +182,46 @@ func (pl *pool) slot(delta int) bool {
 	p.userConns[pl.key.user] += delta
 	return true
 }
+
+// sharesCap reports whether o's server connections count against the
+// max_db_connections or max_user_connections of pl.
+func (pl *pool) sharesCap(o *pool) bool {
+	return o != pl && ((pl.conf.maxDB > 0 && o.key.db == pl.key.db) || (pl.conf.maxUser > 0 && o.key.user == pl.key.user))
+}
+
+// evictFor closes the oldest idle server connection of another pool
+// whose connections count against pl's caps; it reports whether it
+// closed one.
+func (p *Pooler) evictFor(pl *pool) bool {
+	for _, o := range p.poolList() {
+		if !pl.sharesCap(o) {
+			continue
+		}
+		o.mu.Lock()
+		var victim *server
+		if len(o.idle) > 0 {
+			victim = o.idle[0] // idle is a stack: the bottom waited longest
+			o.idle[0] = nil
+			o.idle = o.idle[1:]
+		}
+		o.mu.Unlock()
+		if victim != nil {
+			victim.close()
+			return true
+		}
+	}
+	return false
+}
+
+// wakeCapped wakes a waiter of each pool sharing pl's caps: a server
+// connection of pl became idle or closed, so they may evict it or take
+// its slot.
+func (p *Pooler) wakeCapped(pl *pool) {
+	for _, o := range p.poolList() {
+		if o != pl && o.sharesCap(pl) {
+			o.mu.Lock()
+			o.wakeOne()
+			o.mu.Unlock()
+		}
+	}
+}

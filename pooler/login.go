@@ -327,11 +327,7 @@ func (c *client) login(readOnly bool) (bool, error) {
 	c.mu.Unlock()
 	sp, err := pl.greeting(c)
 	if err != nil {
-		var se *serverError
-		if errors.As(err, &se) {
-			return false, &loginError{code: se.Code, msg: se.Message}
-		}
-		return false, &loginError{code: codeConnFailure, msg: err.Error()}
+		return false, c.failWait(err, 0)
 	}
 	var m msgBuilder
 	m.begin('R').i32(0).end()

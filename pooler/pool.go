@@ -106,7 +106,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 		deadline = start.Add(wait)
 	}
 	reserveAt := start.Add(pl.p.cfg.ReservePoolTimeout.D())
-	waited := false
+	waited, evicted := false, false
 	defer func() {
 		if waited {
 			pl.mu.Lock()
@@ -163,6 +163,17 @@ func (pl *pool) acquire(c *client) (*server, error) {
 				waited = true
 				continue
 			}
+			if pl.total < limit && !evicted {
+				// max_db_connections or max_user_connections is
+				// reached: as PgBouncer, close an idle server connection
+				// of another pool of the database (or user) to make room.
+				evicted = true
+				pl.mu.Unlock()
+				if pl.p.evictFor(pl) {
+					continue
+				}
+				pl.mu.Lock()
+			}
 		}
 		// Wait for a release, a resume or the deadline.
 		if c.wake == nil {
@@ -175,6 +186,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 		pl.mu.Unlock()
 		waited = true
 		woken := c.sleep(deadline, reserveAt)
+		evicted = false
 		pl.mu.Lock()
 		if s := c.handed; s != nil {
 			// A release handed its server straight to us.
@@ -441,7 +453,9 @@ func (pl *pool) release(s *server, clean bool) {
 	pl.idle = append(pl.idle, s)
 	pl.wakeOne()
 	pl.mu.Unlock()
-	pl.p.idleChanged()
+	if pl.conf.maxDB > 0 || pl.conf.maxUser > 0 {
+		pl.p.wakeCapped(pl)
+	}
 }
 
 // fresh checks what may have changed since a server's release (closed,
@@ -467,7 +481,9 @@ func (pl *pool) forget(s *server) {
 		pl.wakeOne()
 	}
 	pl.mu.Unlock()
-	pl.p.idleChanged()
+	if pl.conf.maxDB > 0 || pl.conf.maxUser > 0 {
+		pl.p.wakeCapped(pl)
+	}
 }
 
 // closeIdle closes idle servers matching drop.

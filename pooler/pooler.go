@@ -554,8 +554,6 @@ func (p *Pooler) targetOK(readOnly bool, addr string) bool {
 	return r.ok && r.primary == addr
 }
 
-func (p *Pooler) idleChanged() {}
-
 func (p *Pooler) addClient(c *client) {
 	p.mu.Lock()
 	closing := p.closing

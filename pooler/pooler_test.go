@@ -55,6 +55,9 @@ func TestPooler(t *testing.T) {
 	t.Run("WaitersSeeError", func(t *testing.T) { testWaitersSeeError(t, pg) })
 	t.Run("SessionChurn", func(t *testing.T) { testSessionChurn(t, pg) })
 	t.Run("Farewells", func(t *testing.T) { testFarewells(t, pg) })
+	t.Run("StartupParams", func(t *testing.T) { testStartupParams(t, pg) })
+	t.Run("DatabasesUsers", func(t *testing.T) { testDatabasesUsers(t, pg) })
+	t.Run("ConsoleFigures", func(t *testing.T) { testConsoleFigures(t, pg) })
 }
 
 // testServerSocket: a Router may name Postgres by its Unix socket path
