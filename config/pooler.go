@@ -226,6 +226,14 @@ func DefaultPooler() Pooler {
 	}
 }
 
+// Validate checks the pooler section alone, as pgha's config check does
+// (keys named pooler.*); a disabled pooler is not checked.
+func (c *Pooler) Validate() error {
+	var p problems
+	c.validate(&p, "pooler")
+	return p.err()
+}
+
 func (c *Pooler) validate(p *problems, path string) {
 	if !c.Enabled {
 		return
