@@ -58,6 +58,7 @@ func TestPooler(t *testing.T) {
 	t.Run("StartupParams", func(t *testing.T) { testStartupParams(t, pg) })
 	t.Run("DatabasesUsers", func(t *testing.T) { testDatabasesUsers(t, pg) })
 	t.Run("ConsoleFigures", func(t *testing.T) { testConsoleFigures(t, pg) })
+	t.Run("Exporter", func(t *testing.T) { testExporter(t, pg) })
 }
 
 // testServerSocket: a Router may name Postgres by its Unix socket path
