@@ -3,7 +3,7 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 DEMO_DIR ?= $(shell mktemp -d -t pgha-demo.XXXXXX)
 
-.PHONY: all build deps test demo bench lint ci clean
+.PHONY: all build deps test check demo bench lint ci clean compose-test images
 
 all: build
 
@@ -18,6 +18,26 @@ build:
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory compose-test; \
+	else echo "compose-test: skipped: no Docker engine here (docker info failed)"; fi
+
+# The fast tier: vet, gofmt and every test that needs no root, Postgres,
+# etcd, HAProxy or Docker (go test -short), in well under a minute.
+check:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) test -short -count=1 ./...
+
+# The docker-compose stack under failures (kill, rejoin, switchover, etcd
+# loss, down -v); needs a Docker engine. Images stay as a build cache.
+compose-test: deps
+	@bash scripts/compose-test.sh
+
+# The images of docker-compose.yml (base image from Debian's archive when
+# no registry provides debian:bookworm-slim).
+images: deps build
+	@bash scripts/docker-base-image.sh
+	docker-compose build
 
 demo: deps build
 	./bin/pgha demo --dir $(DEMO_DIR)

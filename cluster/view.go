@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/pgha/pgha/config"
@@ -54,8 +56,26 @@ type Member struct {
 	ReplicationState string      `json:"replication_state,omitempty"`
 	PendingRestart   bool        `json:"pending_restart,omitempty"`
 	Tags             config.Tags `json:"tags,omitempty"`
+	// Pause is true while the member sees the cluster paused (Patroni's
+	// member key says so; patronictl pause --wait waits for it on every
+	// member).
+	Pause bool `json:"pause,omitempty"`
 	// Revision is etcd's mod_revision of the key (not stored in the JSON).
 	Revision int64 `json:"-"`
+}
+
+// MarshalJSON writes the member key as Patroni does: no "tags" key when
+// the member has no tag (patronictl list -e prints {} otherwise).
+func (m Member) MarshalJSON() ([]byte, error) {
+	type plain Member
+	out := struct {
+		plain
+		Tags *config.Tags `json:"tags,omitempty"`
+	}{plain: plain(m)}
+	if !m.Tags.Empty() {
+		out.Tags = &m.Tags
+	}
+	return json.Marshal(out)
 }
 
 // Failover is the failover key: a requested switchover (Leader set) or
@@ -69,9 +89,22 @@ type Failover struct {
 
 // Sync is the sync key: the leader and its synchronous standbys.
 type Sync struct {
-	Leader      string `json:"leader"`
+	Leader string `json:"leader"`
+	// SyncStandby names the confirmed synchronous standbys, comma
+	// separated (Patroni's form).
 	SyncStandby string `json:"sync_standby,omitempty"`
 	Revision    int64  `json:"-"`
+}
+
+// Standbys lists the members SyncStandby names.
+func (s Sync) Standbys() []string {
+	var out []string
+	for _, n := range strings.Split(s.SyncStandby, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // HistoryEntry is one timeline switch, Patroni's

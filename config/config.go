@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"time"
 )
 
@@ -43,6 +44,17 @@ type Etcd struct {
 	Key         string   `yaml:"key" json:"key"`
 	DialTimeout Duration `yaml:"dial_timeout" json:"dial_timeout"`
 }
+
+// DefaultEtcdDataDir is where an embedded etcd keeps its data when
+// etcd.data_dir is not set: <name>.etcd beside the Postgres data
+// directory (pgDataDir).
+func DefaultEtcdDataDir(pgDataDir, name string) string {
+	return filepath.Join(filepath.Dir(filepath.Clean(pgDataDir)), name+".etcd")
+}
+
+// TLS reports whether etcd is reached over TLS with files of the
+// node's: a CA certificate or a client certificate is set.
+func (e Etcd) TLS() bool { return e.CACert != "" || e.Cert != "" }
 
 // RESTAPI configures the Patroni-compatible HTTP API.
 type RESTAPI struct {
@@ -94,6 +106,8 @@ type PostgreSQL struct {
 	Authentication Authentication `yaml:"authentication" json:"authentication"`
 	// PgCtlTimeout bounds start, stop and promote.
 	PgCtlTimeout Duration `yaml:"pg_ctl_timeout" json:"pg_ctl_timeout"`
+	// Callbacks run the operator's scripts on Postgres events.
+	Callbacks Callbacks `yaml:"callbacks" json:"callbacks"`
 }
 
 // Bootstrap is used once, by the node that initialises the cluster.
@@ -121,6 +135,13 @@ type DynamicConfig struct {
 	MasterStartTimeout Duration  `yaml:"master_start_timeout" json:"master_start_timeout"`
 	PostgreSQL         DynamicPG `yaml:"postgresql" json:"postgresql"`
 	Pause              bool      `yaml:"pause" json:"pause,omitempty"`
+	// SynchronousNodeCount is how many synchronous standbys the leader
+	// keeps in synchronous_mode (default 1).
+	SynchronousNodeCount int `yaml:"synchronous_node_count" json:"synchronous_node_count,omitempty"`
+	// Slots are permanent replication slots the leader keeps (Patroni's
+	// slots); IgnoreSlots are slots pgha never drops or changes.
+	Slots       map[string]Slot `yaml:"slots" json:"slots,omitempty"`
+	IgnoreSlots []IgnoreSlot    `yaml:"ignore_slots" json:"ignore_slots,omitempty"`
 }
 
 // DynamicPG is the postgresql part of the dynamic configuration.
@@ -128,15 +149,6 @@ type DynamicPG struct {
 	UsePgRewind bool           `yaml:"use_pg_rewind" json:"use_pg_rewind"`
 	UseSlots    bool           `yaml:"use_slots" json:"use_slots"`
 	Parameters  map[string]any `yaml:"parameters" json:"parameters,omitempty"`
-}
-
-// Tags are per-node flags other members and HAProxy read.
-type Tags struct {
-	NoFailover       bool `yaml:"nofailover" json:"nofailover,omitempty"`
-	NoLoadBalance    bool `yaml:"noloadbalance" json:"noloadbalance,omitempty"`
-	FailoverPriority *int `yaml:"failover_priority" json:"failover_priority,omitempty"`
-	CloneFrom        bool `yaml:"clonefrom" json:"clonefrom,omitempty"`
-	NoSync           bool `yaml:"nosync" json:"nosync,omitempty"`
 }
 
 // Log configures the daemon's slog output.
@@ -185,5 +197,6 @@ func DefaultDynamic() DynamicConfig {
 		MaximumLagOnFailover: Size(1 << 20),
 		MasterStartTimeout:   Duration(5 * time.Second),
 		PostgreSQL:           DynamicPG{UsePgRewind: true, UseSlots: true},
+		SynchronousNodeCount: 1,
 	}
 }

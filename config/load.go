@@ -121,16 +121,42 @@ func decodeNode(p *problems, path string, n *yaml.Node, v reflect.Value) {
 		return
 	}
 	fields := structFields(v.Type())
+	rest := inlineMap(v)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i].Value, n.Content[i+1]
 		sub := joinPath(path, key)
 		idx, ok := fields[key]
+		if !ok && rest.IsValid() {
+			// A struct with an inline map (tags) keeps the keys it does
+			// not know instead of refusing them.
+			var x any
+			if err := val.Decode(&x); err != nil {
+				p.add(sub, "%s", cleanYAMLError(err))
+				continue
+			}
+			if rest.IsNil() {
+				rest.Set(reflect.MakeMap(rest.Type()))
+			}
+			rest.SetMapIndex(reflect.ValueOf(key), reflect.ValueOf(&x).Elem())
+			continue
+		}
 		if !ok {
 			p.add(sub, "unknown key%s", suggest(key, fields))
 			continue
 		}
 		decodeNode(p, sub, val, v.Field(idx))
 	}
+}
+
+// inlineMap returns the struct's `yaml:",inline"` map field, if any.
+func inlineMap(v reflect.Value) reflect.Value {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Tag.Get("yaml") == ",inline" && t.Field(i).Type.Kind() == reflect.Map {
+			return v.Field(i)
+		}
+	}
+	return reflect.Value{}
 }
 
 func typeMessage(err error, t reflect.Type) string {

@@ -32,7 +32,7 @@ func ParseDuration(s string) (Duration, error) {
 		if f < 0 || math.IsNaN(f) || math.IsInf(f, 0) || f > 1e9 {
 			return 0, fmt.Errorf("bad duration %q: seconds must be between 0 and 1e9", s)
 		}
-		return Duration(time.Duration(f * float64(time.Second))), nil
+		return Duration(time.Duration(math.Round(f * float64(time.Second)))), nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
@@ -60,9 +60,15 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the duration as a Go duration string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
-// MarshalJSON writes seconds, as Patroni does in its config key.
+// MarshalJSON writes seconds, as Patroni does in its config key, or a
+// duration string when seconds would not read back exactly (a float64
+// number of seconds cannot hold every nanosecond count).
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return []byte(strconv.FormatFloat(d.Seconds(), 'f', -1, 64)), nil
+	s := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+	if back, err := ParseDuration(s); err == nil && back == d {
+		return []byte(s), nil
+	}
+	return json.Marshal(time.Duration(d).String())
 }
 
 // UnmarshalJSON accepts a number of seconds or a duration string.

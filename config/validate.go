@@ -29,7 +29,7 @@ func (c *Config) fillDerived() {
 		c.PostgreSQL.ConnectAddress = c.PostgreSQL.Listen
 	}
 	if c.Etcd.Embedded && c.Etcd.DataDir == "" && c.PostgreSQL.DataDir != "" {
-		c.Etcd.DataDir = filepath.Join(filepath.Dir(filepath.Clean(c.PostgreSQL.DataDir)), c.Name+".etcd")
+		c.Etcd.DataDir = DefaultEtcdDataDir(c.PostgreSQL.DataDir, c.Name)
 	}
 }
 
@@ -93,6 +93,16 @@ func (c *Config) validateEtcd(p *problems) {
 	if (c.Etcd.Cert == "") != (c.Etcd.Key == "") {
 		p.add("etcd.cert", "cert and key must be set together")
 	}
+	if c.Etcd.TLS() {
+		if c.Etcd.Embedded {
+			p.add("etcd.embedded", "the embedded etcd serves plain HTTP on loopback: remove etcd.cacert/cert/key, or run etcd on its own")
+		}
+		for i, e := range c.Etcd.Endpoints {
+			if strings.HasPrefix(e, "http://") {
+				p.add(fmt.Sprintf("etcd.endpoints[%d]", i), "%q is plain HTTP but etcd.cacert/cert is set: write https:// (or leave the scheme out)", e)
+			}
+		}
+	}
 	if c.Etcd.DialTimeout.D() <= 0 {
 		p.add("etcd.dial_timeout", "must be positive")
 	}
@@ -123,6 +133,7 @@ func (c *Config) validatePostgres(p *problems) {
 			p.add("postgresql.authentication."+role.key+".username", "missing")
 		}
 	}
+	checkParameters(p, "postgresql.parameters", pg.Parameters)
 	if pg.PgCtlTimeout.D() < time.Second {
 		p.add("postgresql.pg_ctl_timeout", "%s is too short: use at least 1s", pg.PgCtlTimeout.D())
 	}
@@ -145,40 +156,6 @@ func CheckBinDir(dir string) error {
 			dir, strings.Join(missing, ", "))
 	}
 	return nil
-}
-
-// validateDynamic checks dynamic configuration; path prefixes problem keys
-// (bootstrap.dcs in a file, "" for the etcd config key). The timing rule
-// keeps HA rule 1: a leader that misses renewals for retry_timeout twice
-// plus one loop must still be able to step down before its lease expires.
-func validateDynamic(p *problems, path string, d DynamicConfig) {
-	at := func(k string) string { return joinPath(path, k) }
-	if d.LoopWait.D() < 100*time.Millisecond {
-		p.add(at("loop_wait"), "%s is too short: use at least 100ms", d.LoopWait.D())
-	}
-	if d.RetryTimeout.D() < 100*time.Millisecond {
-		p.add(at("retry_timeout"), "%s is too short: use at least 100ms", d.RetryTimeout.D())
-	}
-	if need := d.LoopWait.D() + 2*d.RetryTimeout.D(); d.TTL.D() < need {
-		p.add(at("ttl"), "%s is too small for loop_wait %s and retry_timeout %s: need ttl >= loop_wait + 2*retry_timeout = %s (default 10s), or the leader could lose its lease before it notices",
-			d.TTL.D(), d.LoopWait.D(), d.RetryTimeout.D(), need)
-	} else if d.TTL.D() < 2*time.Second {
-		p.add(at("ttl"), "%s is too short: etcd leases need at least 2s (default 10s)", d.TTL.D())
-	}
-	if d.MaximumLagOnFailover < 0 {
-		p.add(at("maximum_lag_on_failover"), "must not be negative")
-	}
-	if d.MasterStartTimeout.D() > d.TTL.D()*10 {
-		p.add(at("master_start_timeout"), "%s is longer than 10*ttl: a crashed primary would block failover that long", d.MasterStartTimeout.D())
-	}
-}
-
-// ValidateDynamicConfig checks a dynamic configuration read from etcd or a
-// REST body, returning Problems or nil.
-func ValidateDynamicConfig(d DynamicConfig) error {
-	var p problems
-	validateDynamic(&p, "", d)
-	return p.err()
 }
 
 func checkHostPort(p *problems, path, v string, listen bool) {

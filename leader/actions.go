@@ -26,6 +26,11 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		if !ok {
 			return Upstream{}, fmt.Errorf("leader: member %s has no member key", a.Target)
 		}
+		if f.Tags.NoStream && a.Kind != Clone && a.Kind != Reclone && a.Kind != Rewind {
+			// nostream: a standby without primary_conninfo, replaying
+			// from the archive (restore_command) only.
+			return Upstream{Name: m.Name}, nil
+		}
 		up, err := UpstreamFromConnURL(m.Name, m.ConnURL)
 		if err == nil && f.View.Config.PostgreSQL.UseSlots {
 			up.Slot = l.opt.Name
@@ -38,7 +43,7 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 
 	case Keep:
 		if f.ViewOK {
-			l.syncSlots(ctx, f.View, false)
+			l.syncSlots(ctx, f.View, true, false)
 			l.syncReplication(ctx, f, lease)
 		}
 		return nil
@@ -72,6 +77,9 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		}
 		l.rewindFailed, l.cleanStop = false, false
 		l.following = up.Name
+		if f.Tags.NoStream || up.Name != upstreamOf(f.View, l.opt.Name, f.Tags) {
+			l.following = "" // the next cycle points it where it belongs
+		}
 		return l.pg.Start(ctx)
 
 	case StartReplica:
@@ -116,6 +124,9 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 			return fmt.Errorf("leader: rewind against %s (will re-clone): %w", up.Name, err)
 		}
 		l.following = up.Name
+		if f.Tags.NoStream || up.Name != upstreamOf(f.View, l.opt.Name, f.Tags) {
+			l.following = ""
+		}
 		return l.pg.Start(ctx)
 
 	case Demote:
@@ -141,7 +152,14 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 			return err
 		}
 		l.log.Info("took the leader key", "why", a.Why)
-		if err := l.promote(ctx, f, lease, "failover: "+a.Why); err != nil {
+		kind := "failover: "
+		switch fo := f.View.Failover; {
+		case fo != nil && fo.Leader != "":
+			kind = "switchover: " // requested, whether or not it named a candidate
+		case fo != nil:
+			kind = "manual failover: "
+		}
+		if err := l.promote(ctx, f, lease, kind+a.Why); err != nil {
 			return err
 		}
 		if f.View.Failover == nil && l.opt.OnFailover != nil {
@@ -211,6 +229,16 @@ func (l *Loop) execute(ctx context.Context, a Action, f Facts) error {
 		l.cleanStop = true
 		c, cancel = ectx()
 		defer cancel()
+		// Record where the WAL ended (the shutdown checkpoint every
+		// streaming replica received): the candidate takes over only
+		// once it has all of it.
+		if end, err := l.pg.StoppedAt(c); err == nil && end > 0 {
+			if err := l.store.WriteStatus(c, lease, cluster.Status{Optime: end}); err != nil {
+				l.log.Warn("planned stop: record the last WAL position", "err", err)
+			}
+		} else if err != nil {
+			l.log.Warn("planned stop: read the last WAL position", "err", err)
+		}
 		return l.store.ReleaseLeader(c)
 
 	case ClearFailover:
@@ -246,31 +274,38 @@ func (l *Loop) restartInPlace(ctx context.Context, timeout time.Duration) error 
 	}
 }
 
-// syncSlots keeps one replication slot per other member on the leader
-// when use_slots is on: at once after a promotion (so replicas find their
-// slot when they reconnect), else when the member set changed or every
-// 30 s. Failures are logged: slots protect WAL, they do not gate writes.
-func (l *Loop) syncSlots(ctx context.Context, v cluster.View, now bool) {
+// syncSlots keeps, when use_slots is on, one physical replication slot
+// per member that streams from this node (on the leader: the replicas
+// that do not cascade and are not tagged nostream; on a replica: the
+// members whose replicatefrom names it), and on the leader the dynamic
+// config's permanent slots; slots pgha created that are no longer wanted
+// are dropped, ignore_slots never touched. It runs at once after a
+// promotion (so replicas find their slot when they reconnect), else when
+// the wanted set changed or every 30 s. Failures are logged: slots
+// protect WAL, they do not gate writes.
+func (l *Loop) syncSlots(ctx context.Context, v cluster.View, leading, now bool) {
 	if !v.Config.PostgreSQL.UseSlots {
 		return
 	}
-	var names []string
-	for _, m := range v.Members {
-		if m.Name != l.opt.Name {
-			names = append(names, m.Name)
-		}
+	want := Slots{Members: streamsFrom(v, l.opt.Name), Ignore: v.Config.IgnoreSlots}
+	if leading {
+		want.Permanent = v.Config.Slots
 	}
-	key := strings.Join(names, ",")
+	key := fmt.Sprintf("%v|%v|%v", want.Members, want.Permanent, want.Ignore)
 	if !now && key == l.slotSet && time.Since(l.slotSynced) < 30*time.Second {
 		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := l.pg.SyncSlots(sctx, names); err != nil {
-		l.log.Warn("replication slots", "err", err)
+	if err := l.pg.SyncSlots(sctx, want); err != nil {
+		// Retried every cycle; the same error is logged once a minute.
+		if msg := err.Error(); msg != l.slotErr || time.Since(l.slotErrAt) > time.Minute {
+			l.log.Warn("replication slots", "err", err)
+			l.slotErr, l.slotErrAt = msg, time.Now()
+		}
 		return
 	}
-	l.slotSet, l.slotSynced = key, time.Now()
+	l.slotSet, l.slotSynced, l.slotErr = key, time.Now(), ""
 }
 
 // syncReplication manages synchronous replication on the leader when
@@ -303,10 +338,10 @@ func (l *Loop) syncReplication(ctx context.Context, f Facts, lease clientv3.Leas
 		return
 	}
 	l.syncOn = true
-	current := ""
+	var current []string
 	keyOK := v.Sync != nil && v.Sync.Leader == l.opt.Name
 	if keyOK {
-		current = v.Sync.SyncStandby
+		current = v.Sync.Standbys()
 	}
 	streaming, err := l.pg.Streaming(sctx)
 	if err != nil {
@@ -319,59 +354,87 @@ func (l *Loop) syncReplication(ctx context.Context, f Facts, lease clientv3.Leas
 			actual = append(actual, name)
 		}
 	}
-	want := pickSyncStandby(v, l.opt.Name, current, streaming)
-	write := func(standby string) bool {
-		if err := l.store.WriteSync(sctx, lease, cluster.Sync{Leader: l.opt.Name, SyncStandby: standby}); err != nil {
+	n := max(v.Config.SynchronousNodeCount, 1)
+	want := pickSyncStandbys(v, l.opt.Name, current, streaming, n)
+	write := func(standbys []string) bool {
+		slices.Sort(standbys)
+		if err := l.store.WriteSync(sctx, lease, cluster.Sync{Leader: l.opt.Name, SyncStandby: strings.Join(standbys, ",")}); err != nil {
 			l.log.Warn("synchronous replication: write the sync key", "err", err)
 			return false
 		}
-		keyOK, current = true, standby
+		keyOK, current = true, standbys
 		return true
 	}
-	if was := current; was != "" && (was != want || !slices.Contains(actual, was)) {
-		if !write("") {
+	// Narrow first: the key keeps only standbys still wanted and still
+	// synchronous, so it never names one that may lack a commit.
+	keep := slices.DeleteFunc(slices.Clone(current), func(s string) bool {
+		return !slices.Contains(want, s) || !slices.Contains(actual, s)
+	})
+	if len(keep) != len(current) {
+		was := slices.Clone(current)
+		if !write(keep) {
 			return
 		}
-		l.log.Info("synchronous replication: no confirmed synchronous standby for now", "was", was, "next", want)
+		l.log.Info("synchronous replication: sync key narrowed to the confirmed standbys", "was", strings.Join(was, ","), "now", strings.Join(keep, ","), "next", strings.Join(want, ","))
 	}
-	if !keyOK && !write("") {
+	if !keyOK && !write(nil) {
 		return
 	}
-	var names []string
-	switch {
-	case want != "":
-		names = []string{want}
-	case v.Config.SynchronousModeStrict:
+	names := want
+	if len(names) == 0 && v.Config.SynchronousModeStrict {
 		names = []string{"*"} // no standby left: writes wait rather than go async
 	}
 	if err := l.pg.SetSyncStandby(sctx, names); err != nil {
 		l.log.Warn("synchronous replication: set synchronous_standby_names", "err", err)
 		return
 	}
-	if want != "" && want != current && slices.Contains(actual, want) && write(want) {
-		l.log.Info("synchronous replication: synchronous standby confirmed", "standby", want)
+	// Widen only to standbys Postgres reports synchronous now.
+	confirmed := slices.DeleteFunc(slices.Clone(want), func(s string) bool { return !slices.Contains(actual, s) })
+	slices.Sort(confirmed)
+	sortedCur := slices.Sorted(slices.Values(current))
+	if len(confirmed) > len(sortedCur) && write(confirmed) {
+		l.log.Info("synchronous replication: synchronous standbys confirmed", "standbys", strings.Join(confirmed, ","))
 	}
 }
 
-// pickSyncStandby chooses the synchronous standby among the replicas that
-// may be promoted, are not tagged nosync, and stream from this primary (per their member key and
-// pg_stat_replication): current while it is one, else the one furthest
-// ahead (ties by name); "" when there is none.
-func pickSyncStandby(v cluster.View, me, current string, streaming map[string]string) string {
-	best, bestPos := "", int64(-1)
+// pickSyncStandbys chooses up to n synchronous standbys among the
+// replicas that may be promoted, are not tagged nosync, and stream from
+// this primary (per their member key and pg_stat_replication): the
+// current ones while they qualify, then the ones furthest ahead (ties by
+// name); nil when there is none.
+func pickSyncStandbys(v cluster.View, me string, current []string, streaming map[string]string, n int) []string {
+	type cand struct {
+		name string
+		pos  int64
+		cur  bool
+	}
+	var cs []cand
 	for _, m := range v.Members {
 		if _, ok := streaming[m.Name]; !ok || m.Name == me || m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || !canPromote(m.Tags) || m.Tags.NoSync {
 			continue
 		}
-		if m.Name == current {
-			return current
-		}
-		pos := max(m.XLogLocation, m.ReplayLSN, m.ReceiveLSN)
-		if pos > bestPos || (pos == bestPos && m.Name < best) {
-			best, bestPos = m.Name, pos
-		}
+		cs = append(cs, cand{m.Name, max(m.XLogLocation, m.ReplayLSN, m.ReceiveLSN), slices.Contains(current, m.Name)})
 	}
-	return best
+	slices.SortFunc(cs, func(a, b cand) int {
+		switch {
+		case a.cur != b.cur:
+			if a.cur {
+				return -1
+			}
+			return 1
+		case a.pos != b.pos:
+			if a.pos > b.pos {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	var out []string
+	for _, c := range cs[:min(n, len(cs))] {
+		out = append(out, c.name)
+	}
+	return out
 }
 
 func (l *Loop) fence() {
@@ -430,7 +493,11 @@ func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why
 		cancel()
 	}
 	l.crashTried, l.cleanStop, l.rewindFailed, l.following = false, false, false, ""
-	l.syncSlots(ctx, f.View, true)
+	// The view was read before this member took the key: slots go to the
+	// members that stream from the new leader, this one.
+	lv := f.View
+	lv.Leader = l.opt.Name
+	l.syncSlots(ctx, lv, true, true)
 	if f.View.Failover != nil {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()

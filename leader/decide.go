@@ -2,6 +2,7 @@ package leader
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -140,7 +141,21 @@ type Facts struct {
 	CleanStop bool
 	// ShuttingDown: the daemon is stopping.
 	ShuttingDown bool
+	// Downstream maps the members streaming from this primary now to
+	// their sync_state (pg_stat_replication); gathered on the leader while
+	// a switchover is requested, nil otherwise.
+	Downstream map[string]string
+	// CandidateWaitSince is when this member, named in a switchover whose
+	// leader has stepped down, started waiting for the old leader's last
+	// WAL; zero when it is not waiting.
+	CandidateWaitSince time.Time
 }
+
+// candidateWaitBound is how long a switchover candidate waits for the
+// old leader's last WAL before it gives the switchover up (the key is
+// then free for a normal election, which the old leader, holding all of
+// its WAL, wins once it runs as a standby).
+const candidateWaitBound = 15 * time.Second
 
 // Decide returns the next action. It is a pure function of its facts.
 //
@@ -170,8 +185,11 @@ type Facts struct {
 //   - Leader without a data dir (deleted under it): Release.
 //   - Leader holds the key with a replica running: Promote.
 //   - A switchover/failover request naming another member (or any healthy
-//     replica): Switchover when a candidate is eligible, else ClearFailover;
-//     a scheduled request in the future waits.
+//     replica): Switchover when a candidate is eligible (it must stream
+//     from the leader right now), else ClearFailover; a scheduled request
+//     in the future waits. The candidate takes the key only once it has
+//     received the old leader's WAL up to where its clean stop ended it
+//     (the status key's optime); it gives up after candidateWaitBound.
 //   - Another member leads and the local Postgres is a writable primary
 //     (split brain after a partition, or an adopted old primary): Demote.
 //   - Another member leads but has not published its address: wait.
@@ -180,7 +198,10 @@ type Facts struct {
 //   - Former primary stopped (no standby.signal, not a clean stop): Rewind,
 //     or Reclone when the rewind already failed.
 //   - Replica stopped: StartReplica; replica following the wrong member:
-//     Follow.
+//     Follow. The member to follow is the leader, or the running member
+//     named by the replicatefrom tag (cascading replication); a member
+//     without data clones from a running replica tagged clonefrom when
+//     there is one.
 //   - Running replica that went past the fork point of the leader's
 //     timeline (it kept receiving WAL from the old primary after another
 //     node was promoted; not streaming, older timeline, position beyond
@@ -303,19 +324,26 @@ func switchoverCandidate(f Facts, named string) (string, string) {
 				return named, ""
 			}
 		}
-		return "", fmt.Sprintf("candidate %s is not a running replica eligible for promotion", named)
+		return "", fmt.Sprintf("candidate %s is not a running replica eligible for promotion that streams from the leader", named)
 	}
 	if len(peers) == 0 {
-		return "", "no running replica is eligible for promotion"
+		return "", "no running replica eligible for promotion streams from the leader"
 	}
 	sort.Slice(peers, func(i, j int) bool { return better(peers[i], peers[j]) })
 	return peers[0].Name, ""
 }
 
+// eligiblePeers are the replicas a switchover may hand over to: running,
+// promotable, and streaming from this leader right now (a replica whose
+// WAL receiver is not connected would miss the last WAL a clean stop
+// sends, and one still on an old timeline cannot follow at all).
 func eligiblePeers(f Facts) []Peer {
 	var out []Peer
 	for _, p := range f.Peers {
 		if p.Name == f.Me || !p.Running || !p.InRecovery || !canPromote(p.Tags) {
+			continue
+		}
+		if _, ok := f.Downstream[p.Name]; !ok {
 			continue
 		}
 		out = append(out, p)
@@ -355,11 +383,17 @@ func decideFollower(f Facts) Action {
 		return act(Nothing, "", "leader %s has not published its address yet", lead)
 	}
 	if !local.Initialized {
+		if src := cloneSource(v, f.Me); src != lead {
+			return act(Clone, src, "no data directory; cloning from %s (tagged clonefrom)", src)
+		}
 		if lm.Role != cluster.RolePrimary || lm.State != cluster.StateRunning {
 			return act(Nothing, "", "waiting for leader %s to run before cloning", lead)
 		}
 		return act(Clone, lead, "no data directory; cloning from leader %s", lead)
 	}
+	// The member to stream from: the leader, or the replica named by
+	// the replicatefrom tag (cascading replication).
+	up := upstreamOf(v, f.Me, f.Tags)
 	if local.Running && !local.InRecovery {
 		return act(Demote, lead, "%s holds the leader key; demoting this primary to follow it", lead)
 	}
@@ -370,7 +404,7 @@ func decideFollower(f Facts) Action {
 			}
 			return act(Rewind, lead, "former primary rejoins %s", lead)
 		}
-		return act(StartReplica, lead, "starting as a replica of %s", lead)
+		return act(StartReplica, up, "starting as a replica of %s", up)
 	}
 	if fork, ok := divergedFrom(v.History, lm, local); ok {
 		if f.RewindFailed {
@@ -378,10 +412,13 @@ func decideFollower(f Facts) Action {
 		}
 		return act(Rewind, lead, "replica on timeline %d replayed past %s, where %s's timeline forked: rewinding", local.Timeline, lsnString(fork), lead)
 	}
-	if f.Following != lead {
+	if f.Following != up {
+		if up != lead {
+			return act(Follow, up, "replicating from %s (replicatefrom)", up)
+		}
 		return act(Follow, lead, "leader is now %s", lead)
 	}
-	return act(Nothing, "", "replica following %s", lead)
+	return act(Nothing, "", "replica following %s", up)
 }
 
 // divergedFrom reports whether a running replica holds WAL the leader
@@ -416,6 +453,15 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 		return act(Nothing, "", "stepped down in a switchover; waiting for the new leader")
 	}
 	if fo != nil && fo.Member == f.Me && local.Running {
+		// A planned switchover: the old leader recorded where its WAL
+		// ended; take over only with all of it, or give up after a bound.
+		if need := v.Status.Optime; fo.Leader != "" && need > 0 && local.Position < need {
+			if !f.CandidateWaitSince.IsZero() && f.Now.Sub(f.CandidateWaitSince) >= candidateWaitBound {
+				return act(ClearFailover, "", "switchover given up: %s's last WAL (up to %s) did not arrive within %s (have %s)",
+					fo.Leader, lsnString(need), candidateWaitBound, lsnString(local.Position))
+			}
+			return act(Nothing, "", "switchover candidate waiting for %s's last WAL (have %s, need %s)", fo.Leader, lsnString(local.Position), lsnString(need))
+		}
 		return act(Acquire, "", "named failover candidate")
 	}
 	if !canPromote(f.Tags) {
@@ -435,7 +481,7 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 		}
 	}
 	if syncGated(v, f.Me) {
-		if v.Sync.SyncStandby == "" {
+		if len(v.Sync.Standbys()) == 0 {
 			return act(Nothing, "", "synchronous mode: no synchronous standby was confirmed, only %s may take the leader key", v.Sync.Leader)
 		}
 		return act(Nothing, "", "synchronous mode: only %s may take the leader key", v.Sync.SyncStandby)
@@ -466,5 +512,5 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 // it nor its confirmed synchronous standby.
 func syncGated(v cluster.View, name string) bool {
 	return v.Config.SynchronousMode && v.Sync != nil && v.Sync.Leader != "" &&
-		v.Sync.SyncStandby != name && v.Sync.Leader != name
+		!slices.Contains(v.Sync.Standbys(), name) && v.Sync.Leader != name
 }

@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func asLeader(f Facts) Facts {
 	f.Local.Standby, f.Local.InRecovery = false, false
 	f.Following = ""
 	f.Peers = []Peer{{Name: "b", Position: 1000, Running: true, InRecovery: true}, {Name: "c", Position: 1000, Running: true, InRecovery: true}}
+	f.Downstream = map[string]string{"b": "async", "c": "async"}
 	return f
 }
 
@@ -57,6 +59,16 @@ func noLeader(f Facts) Facts {
 }
 
 func prio(n int) *int { return &n }
+
+// candidateBehind: a stepped down in a switchover to b, its clean stop
+// ended its WAL at 1200 (status optime), and b has received up to 1000.
+func candidateBehind(f Facts) Facts {
+	f = noLeader(f)
+	f.View.Failover = &cluster.Failover{Leader: "a", Member: "b"}
+	f.View.Status.Optime = 1200
+	f.CandidateWaitSince = f.Now.Add(-time.Second)
+	return f
+}
 
 // diverged: a was promoted at 900 on timeline 1 (now on 2); b, still on
 // timeline 1 and not streaming, replayed up to 1000 from the old primary.
@@ -210,6 +222,55 @@ func TestDecide(t *testing.T) {
 		{"stopped replica starts", func(f Facts) Facts { f.Local.Running = false; return f }, StartReplica, "a", ""},
 		{"replica of the old leader follows the new one", func(f Facts) Facts { f.Following = "c"; return f }, Follow, "a", ""},
 		{"replica past the fork of the leader's timeline rewinds", diverged, Rewind, "a", "forked"},
+		{"switchover to a candidate whose WAL receiver is not connected is refused", func(f Facts) Facts {
+			f = asLeader(f)
+			f.View.Failover = &cluster.Failover{Leader: "a", Member: "c"}
+			delete(f.Downstream, "c")
+			return f
+		}, ClearFailover, "", "streams from the leader"},
+		{"switchover candidate waits for the old leader's last WAL", candidateBehind, Nothing, "", "last WAL"},
+		{"switchover candidate with the old leader's last WAL takes the key", func(f Facts) Facts {
+			f = candidateBehind(f)
+			f.Local.Position = 1200
+			return f
+		}, Acquire, "", "named"},
+		{"switchover candidate gives up after the bound", func(f Facts) Facts {
+			f = candidateBehind(f)
+			f.CandidateWaitSince = f.Now.Add(-candidateWaitBound)
+			return f
+		}, ClearFailover, "", "given up"},
+		{"manual failover candidate takes the key whatever the optime", func(f Facts) Facts {
+			f = candidateBehind(f)
+			f.View.Failover.Leader = ""
+			return f
+		}, Acquire, "", "named"},
+		{"replicatefrom a running replica follows it", func(f Facts) Facts { f.Tags.ReplicateFrom = "c"; return f }, Follow, "c", "replicatefrom"},
+		{"replicatefrom, already following it", func(f Facts) Facts { f.Tags.ReplicateFrom, f.Following = "c", "c"; return f }, Nothing, "", "following c"},
+		{"replicatefrom a stopped member falls back to the leader", func(f Facts) Facts {
+			f.Tags.ReplicateFrom, f.Following = "c", "c"
+			f.View.Members[2].State = cluster.StateStopped
+			return f
+		}, Follow, "a", "leader is now a"},
+		{"replicatefrom a member that replicates from this one falls back to the leader", func(f Facts) Facts {
+			f.Tags.ReplicateFrom = "c"
+			f.View.Members[2].Tags.ReplicateFrom = "b"
+			return f
+		}, Nothing, "", "following a"},
+		{"stopped cascading replica starts from its upstream", func(f Facts) Facts {
+			f.Tags.ReplicateFrom, f.Local.Running = "c", false
+			return f
+		}, StartReplica, "c", ""},
+		{"empty data dir clones from a replica tagged clonefrom", func(f Facts) Facts {
+			f.Local = Local{}
+			f.View.Members[2].Tags.CloneFrom = true
+			return f
+		}, Clone, "c", "clonefrom"},
+		{"a stopped clonefrom replica is not a source", func(f Facts) Facts {
+			f.Local = Local{}
+			f.View.Members[2].Tags.CloneFrom = true
+			f.View.Members[2].State = cluster.StateStopped
+			return f
+		}, Clone, "a", "leader a"},
 		{"replica past the fork whose rewind failed re-clones", func(f Facts) Facts { f = diverged(f); f.RewindFailed = true; return f }, Reclone, "a", ""},
 		{"replica at the fork point follows", func(f Facts) Facts { f = diverged(f); f.Local.Position = 900; return f }, Nothing, "", "following a"},
 		{"replica past the fork but streaming has not diverged", func(f Facts) Facts { f = diverged(f); f.Local.Streaming = true; return f }, Nothing, "", "following a"},
@@ -333,8 +394,17 @@ func TestPickSyncStandby(t *testing.T) {
 		{"none streaming", "b", map[string]string{}, ""},
 		{"a current standby tagged nosync is replaced", "g", all, "c"},
 	} {
-		if got := pickSyncStandby(v, "a", tc.current, tc.streaming); got != tc.want {
+		var cur []string
+		if tc.current != "" {
+			cur = []string{tc.current}
+		}
+		got := pickSyncStandbys(v, "a", cur, tc.streaming, 1)
+		if want := []string{tc.want}; (tc.want == "" && len(got) != 0) || (tc.want != "" && !slices.Equal(got, want)) {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
+	}
+	// synchronous_node_count 2: the current one kept, then the best other.
+	if got := pickSyncStandbys(v, "a", []string{"b"}, all, 2); !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("two standbys: got %q, want [b c]", got)
 	}
 }

@@ -11,4 +11,10 @@
 // interface it declares (it never imports replication/, pooler/ or
 // restapi/). Callers outside the daemon (pghactl, restapi) use ReadView,
 // RequestFailover and CASConfig; they never write leader-only keys.
+// NewClient is the one place an etcd client is built from a node file's
+// etcd section (TLS, auth, dial timeout), for the daemon and pghactl.
+//
+// The config key is checked on every read (config.ParseDynamic): a key
+// that does not validate is logged once and the daemon's view keeps the
+// last good config; CASConfig refuses to store one.
 package leader

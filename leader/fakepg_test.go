@@ -15,13 +15,14 @@ func (noPostgres) Stop(context.Context, bool) error                     { return
 func (noPostgres) Promote(context.Context) error                        { return nil }
 func (noPostgres) FinishPromote(context.Context) error                  { return nil }
 func (noPostgres) Checkpoint(context.Context) error                     { return nil }
+func (noPostgres) StoppedAt(context.Context) (int64, error)             { return 0, nil }
 func (noPostgres) SwitchPoint(context.Context) (int64, int64, error)    { return 0, 0, nil }
 func (noPostgres) Demote(context.Context, *Upstream) error              { return nil }
 func (noPostgres) Follow(context.Context, Upstream) error               { return nil }
 func (noPostgres) Clone(context.Context, Upstream) error                { return nil }
 func (noPostgres) Rewind(context.Context, Upstream) error               { return nil }
 func (noPostgres) Wipe(context.Context) error                           { return nil }
-func (noPostgres) SyncSlots(context.Context, []string) error            { return nil }
+func (noPostgres) SyncSlots(context.Context, Slots) error               { return nil }
 func (noPostgres) SetSyncStandby(context.Context, []string) error       { return nil }
 func (noPostgres) Streaming(context.Context) (map[string]string, error) { return nil, nil }
 func (noPostgres) Busy(context.Context) (int, error)                    { return 0, nil }

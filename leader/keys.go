@@ -46,22 +46,29 @@ var ErrNotLeader = errors.New("leader: not leader")
 
 // ReadView reads every key of the cluster with one prefix Get and returns
 // the snapshot. It is read-only and safe for any client (pghactl, tests).
+// The config is the one stored, decoded over the defaults even when it
+// does not validate (so that pghactl shows and edits what is there); the
+// daemon's Store keeps its last good config instead.
 func ReadView(ctx context.Context, cli *clientv3.Client, namespace, scope string) (cluster.View, error) {
 	prefix := Prefix(namespace, scope)
 	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		return cluster.View{}, fmt.Errorf("leader: read cluster %s from etcd: %w", prefix, err)
 	}
-	v, _ := parseView(scope, prefix, resp.Header.Revision, resp.Kvs)
+	v, _, _ := parseView(scope, prefix, resp.Header.Revision, resp.Kvs, nil)
 	return v, nil
 }
 
 // parseView builds a View from the keys under prefix. It also returns the
 // lease the leader key is bound to. Malformed values are skipped (a bad
-// member key must not stop the loop); the config falls back to defaults.
-func parseView(scope, prefix string, rev int64, kvs []*mvccpb.KeyValue) (cluster.View, clientv3.LeaseID) {
+// member key must not stop the loop). A config key that does not
+// validate (config.ParseDynamic) is returned as the error; the view then
+// holds good, or, when good is nil, the config as decoded. Without a
+// config key the view holds the defaults.
+func parseView(scope, prefix string, rev int64, kvs []*mvccpb.KeyValue, good *config.DynamicConfig) (cluster.View, clientv3.LeaseID, error) {
 	v := cluster.View{Scope: scope, Revision: rev, Config: config.DefaultDynamic(), ReadAt: time.Now()}
 	var leaderLease clientv3.LeaseID
+	var cfgErr error
 	for _, kv := range kvs {
 		k := strings.TrimPrefix(string(kv.Key), prefix)
 		switch {
@@ -81,11 +88,14 @@ func parseView(scope, prefix string, rev int64, kvs []*mvccpb.KeyValue) (cluster
 			v.Initialize = string(kv.Value)
 			v.Bootstrapping = v.Initialize == ""
 		case k == keyConfig:
-			c := config.DefaultDynamic()
-			if err := json.Unmarshal(kv.Value, &c); err == nil {
-				v.Config = c
+			c, err := config.ParseDynamic(kv.Value)
+			v.Config, v.ConfigRevision = c, kv.ModRevision
+			if err != nil {
+				cfgErr = err
+				if good != nil {
+					v.Config = *good
+				}
 			}
-			v.ConfigRevision = kv.ModRevision
 		case k == keyFailover:
 			var f cluster.Failover
 			if err := json.Unmarshal(kv.Value, &f); err == nil {
@@ -104,7 +114,7 @@ func parseView(scope, prefix string, rev int64, kvs []*mvccpb.KeyValue) (cluster
 			_ = json.Unmarshal(kv.Value, &v.Status)
 		}
 	}
-	return v, leaderLease
+	return v, leaderLease, cfgErr
 }
 
 // parseHistory reads Patroni's history list:
@@ -183,7 +193,7 @@ func CancelFailover(ctx context.Context, cli *clientv3.Client, namespace, scope 
 // rev (0: only when the key does not exist yet). It validates the config
 // first and returns ErrConflict when another writer got there first.
 func CASConfig(ctx context.Context, cli *clientv3.Client, namespace, scope string, c config.DynamicConfig, rev int64) error {
-	if err := config.ValidateDynamicConfig(c); err != nil {
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("leader: refuse to store config: %w", err)
 	}
 	b, err := json.Marshal(c)

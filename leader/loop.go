@@ -46,7 +46,11 @@ type Options struct {
 	// Fence, when set, is told how long this node may take writes (the
 	// fence keeper that outlives the daemon).
 	Fence WriteFence
-	Log   *slog.Logger
+	// OnEvent, when set, is told when the local Postgres started,
+	// stopped or changed role (callbacks). It runs on the loop's
+	// goroutine and must not block.
+	OnEvent func(PostgresEvent, cluster.Role)
+	Log     *slog.Logger
 }
 
 // Loop is the HA loop of one member.
@@ -70,6 +74,7 @@ type Loop struct {
 	lastLoop time.Time
 	local    Local
 	isLeader bool
+	pubRole  cluster.Role
 	changed  chan struct{}
 
 	// primaryRunning is set when the last cycle saw a writable local
@@ -93,7 +98,11 @@ type Loop struct {
 	lastStatusPut time.Time
 	lastDecision  string
 	slotSet       string
+	candidateWait candidateWait
+	slotErr       string
+	slotErrAt     time.Time
 	failed        failures
+	observed      observation
 	// memberDoc is the member key last published (memberMu).
 	memberMu  sync.Mutex
 	memberDoc cluster.Member
@@ -155,6 +164,8 @@ type Info struct {
 	DCSLastSeen time.Time
 	LastLoop    time.Time
 	Local       Local
+	// Role is the role this member last published (primary, replica...).
+	Role cluster.Role
 }
 
 // Info returns the loop's own state.
@@ -162,7 +173,7 @@ func (l *Loop) Info() Info {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	leader := l.isLeader && time.Now().Before(l.lease.State().Deadline(0))
-	return Info{IsLeader: leader, DCSLastSeen: l.lastSeen, LastLoop: l.lastLoop, Local: l.local}
+	return Info{IsLeader: leader, DCSLastSeen: l.lastSeen, LastLoop: l.lastLoop, Local: l.local, Role: l.pubRole}
 }
 
 // Changed returns a channel closed at the next notable change: etcd
@@ -181,6 +192,7 @@ func (l *Loop) publish(v cluster.View, ok bool, local Local, isLeader bool) {
 	notable := ok != l.viewOK || isLeader != l.isLeader || local.Running != l.local.Running ||
 		local.InRecovery != l.local.InRecovery || routingKey(v) != routingKey(l.view)
 	l.view, l.viewOK, l.local, l.isLeader = v, ok, local, isLeader
+	l.pubRole = l.role // publish runs on the loop goroutine, which owns role
 	if ok {
 		l.lastSeen = time.Now()
 	}
@@ -427,6 +439,17 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		CleanStop:         l.cleanStop,
 		ShuttingDown:      shuttingDown,
 	}
+	if viewOK && v.Leader == l.opt.Name && v.Failover != nil && local.Running && !local.InRecovery {
+		// A switchover hands over only to a replica streaming from here.
+		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+		if ds, err := l.pg.Streaming(dctx); err == nil {
+			f.Downstream = ds
+		} else {
+			l.log.Warn("switchover: which replicas stream from here", "err", err)
+		}
+		dcancel()
+	}
+	f.CandidateWaitSince = l.candidateWait.note(v, viewOK, l.opt.Name, f.Now)
 	a := Decide(f)
 	if l.failed.holds(a, f.Now) {
 		// The same action failed a moment ago: wait out its backoff
@@ -463,6 +486,10 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 	if log, repeats := l.failed.record(a, err, time.Now(), cfg.LoopWait.D()); log {
 		l.log.Error("ha action failed", "action", string(a.Kind), "target", a.Target, "err", err,
 			"repeats_not_logged", repeats, "retry_in", time.Until(l.failed.until).Round(time.Millisecond).String())
+	}
+	if viewOK && a.Kind == Nothing && local.Running && local.InRecovery {
+		// A replica keeps the slots of the members that cascade from it.
+		l.syncSlots(ctx, v, false, false)
 	}
 	if a.Kind != Nothing && a.Kind != Keep {
 		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
@@ -517,4 +544,28 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		}
 	}
 	return wait
+}
+
+// candidateWait remembers since when this member, named in a planned
+// switchover whose leader stepped down, has been waiting to take over.
+type candidateWait struct {
+	rev   int64
+	since time.Time
+}
+
+// note returns since when the member has waited for the failover request
+// in v (zero when it is not a waiting candidate).
+func (w *candidateWait) note(v cluster.View, viewOK bool, me string, now time.Time) time.Time {
+	if !viewOK {
+		return w.since
+	}
+	fo := v.Failover
+	if fo == nil || fo.Member != me || fo.Leader == "" || v.Leader != "" {
+		*w = candidateWait{}
+		return time.Time{}
+	}
+	if w.rev != fo.Revision || w.since.IsZero() {
+		*w = candidateWait{rev: fo.Revision, since: now}
+	}
+	return w.since
 }

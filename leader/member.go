@@ -65,6 +65,7 @@ func (l *Loop) noteRole(local Local, holds bool, why string) {
 			"timeline", local.Timeline, "lsn", lsnString(local.Position), "leader", holds, "why", why)
 	}
 	l.role, l.state = role, state
+	l.noteEvent(local.Running, role)
 	if holds {
 		l.lastLeader = l.opt.Name
 	} else if l.lastLeader == l.opt.Name {
@@ -76,7 +77,11 @@ func (l *Loop) noteRole(local Local, holds bool, why string) {
 func lsnString(p int64) string { return fmt.Sprintf("%X/%X", uint64(p)>>32, uint32(p)) }
 
 func (l *Loop) publishMember(ctx context.Context, local Local) {
+	l.mu.Lock()
+	paused := l.view.Paused()
+	l.mu.Unlock()
 	m := cluster.Member{
+		Pause:          paused,
 		ConnURL:        l.opt.ConnURL,
 		APIURL:         l.opt.APIURL,
 		State:          l.state,
@@ -121,4 +126,50 @@ func (l *Loop) republishMember(id clientv3.LeaseID) {
 	if err := l.store.PublishMember(ctx, id, m); err != nil {
 		l.log.Debug("republish member under the new lease", "err", err)
 	}
+}
+
+// PostgresEvent is what happened to the local Postgres between two
+// observations, for the operator's callbacks.
+type PostgresEvent string
+
+// Events the loop reports (OnEvent).
+const (
+	EventStarted     PostgresEvent = "started"
+	EventStopped     PostgresEvent = "stopped"
+	EventRoleChanged PostgresEvent = "role_changed"
+)
+
+// noteEvent compares the local Postgres with its last observation and
+// reports a start, a stop, or a change of the role it runs as (promoted,
+// demoted). The first observation after the daemon starts only sets the
+// baseline: adopting a running server is not a start.
+func (l *Loop) noteEvent(running bool, role cluster.Role) {
+	prev := l.observed
+	l.observed = observation{seen: true, running: running, role: role}
+	if running {
+		l.observed.runningRole = role
+	} else {
+		l.observed.runningRole = prev.runningRole
+	}
+	if !prev.seen || l.opt.OnEvent == nil {
+		return
+	}
+	switch {
+	case running && !prev.running && prev.runningRole != "" && prev.runningRole != role:
+		l.opt.OnEvent(EventRoleChanged, role)
+	case running && !prev.running:
+		l.opt.OnEvent(EventStarted, role)
+	case !running && prev.running:
+		l.opt.OnEvent(EventStopped, prev.role)
+	case running && role != prev.role:
+		l.opt.OnEvent(EventRoleChanged, role)
+	}
+}
+
+// observation is the local Postgres as noteEvent last saw it.
+type observation struct {
+	seen, running bool
+	role          cluster.Role
+	// runningRole is the role it last ran as.
+	runningRole cluster.Role
 }

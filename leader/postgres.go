@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+
+	"github.com/pgha/pgha/config"
 )
 
 // Postgres is what the loop needs from the local Postgres. The daemon
@@ -31,6 +33,9 @@ type Postgres interface {
 	// SwitchPoint reads, after a promotion, the timeline that ended and
 	// the LSN where it ended (the new timeline's history file).
 	SwitchPoint(ctx context.Context) (timeline, lsn int64, err error)
+	// StoppedAt is where a cleanly stopped server's WAL ends: the location
+	// of its shutdown checkpoint (pg_controldata).
+	StoppedAt(ctx context.Context) (int64, error)
 	// Checkpoint runs CHECKPOINT (before a planned stop, so the shutdown
 	// checkpoint is short).
 	Checkpoint(ctx context.Context) error
@@ -47,10 +52,11 @@ type Postgres interface {
 	Rewind(ctx context.Context, up Upstream) error
 	// Wipe removes the data dir (the server must be stopped).
 	Wipe(ctx context.Context) error
-	// SyncSlots makes the running primary hold one physical replication
-	// slot per member named (Slot naming is the Postgres side's), and
-	// drops inactive physical slots of members no longer named.
-	SyncSlots(ctx context.Context, members []string) error
+	// SyncSlots makes the running server hold the slots named (one
+	// physical slot per member, the permanent slots), and drops the slots
+	// pgha created there that are no longer named, unless in use or
+	// ignored.
+	SyncSlots(ctx context.Context, want Slots) error
 	// SetSyncStandby makes members (in order of preference; nil for none)
 	// the running primary's synchronous standbys.
 	SetSyncStandby(ctx context.Context, members []string) error
@@ -88,4 +94,13 @@ func UpstreamFromConnURL(name, connURL string) (Upstream, error) {
 		return Upstream{}, fmt.Errorf("leader: member %s conn_url %q: bad port", name, connURL)
 	}
 	return Upstream{Name: name, Host: host, Port: p}, nil
+}
+
+// Slots is the set of replication slots one server keeps.
+type Slots struct {
+	// Members stream through a slot each (named after the member).
+	Members []string
+	// Permanent are the dynamic config's slots; Ignore its ignore_slots.
+	Permanent map[string]config.Slot
+	Ignore    []config.IgnoreSlot
 }

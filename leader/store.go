@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -24,6 +25,13 @@ type Store struct {
 	prefix    string
 	name      string
 	log       *slog.Logger
+
+	// cfgMu guards the dynamic config last read: goodConfig is the last
+	// one that validated (the view keeps it while the key holds a bad
+	// one), badConfigRev the revision of a bad key already logged.
+	cfgMu        sync.Mutex
+	goodConfig   *config.DynamicConfig
+	badConfigRev int64
 }
 
 // NewStore returns the Store of member name in /<namespace>/<scope>/.
@@ -43,15 +51,41 @@ type Snapshot struct {
 	LeaderLease clientv3.LeaseID
 }
 
-// Read returns the cluster's keys in one Get.
+// Read returns the cluster's keys in one Get. A config key that does not
+// validate is refused: the view keeps the last config that did (the
+// defaults before any), and the problem is logged once per revision.
 func (s *Store) Read(ctx context.Context) (Snapshot, error) {
 	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("leader: read %s from etcd: %w", s.prefix, err)
 	}
-	v, l := parseView(s.scope, s.prefix, resp.Header.Revision, resp.Kvs)
+	s.cfgMu.Lock()
+	defer s.cfgMu.Unlock()
+	good := config.DefaultDynamic()
+	if s.goodConfig != nil {
+		good = *s.goodConfig
+	}
+	v, l, cfgErr := parseView(s.scope, s.prefix, resp.Header.Revision, resp.Kvs, &good)
+	switch {
+	case cfgErr != nil:
+		if s.badConfigRev != v.ConfigRevision {
+			s.badConfigRev = v.ConfigRevision
+			s.log.Error("refusing the dynamic config in etcd; keeping the last good one until it is fixed (pghactl edit-config)",
+				"key", s.key(keyConfig), "revision", v.ConfigRevision, "err", oneLine(cfgErr))
+		}
+	case v.ConfigRevision != 0:
+		if s.badConfigRev != 0 {
+			s.log.Info("the dynamic config in etcd is valid again", "revision", v.ConfigRevision)
+			s.badConfigRev = 0
+		}
+		c := v.Config
+		s.goodConfig = &c
+	}
 	return Snapshot{View: v, LeaderLease: l}, nil
 }
+
+// oneLine joins a multi-line error (config.Problems) with "; ".
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // PublishMember writes members/<name> bound to the lease.
 func (s *Store) PublishMember(ctx context.Context, lease clientv3.LeaseID, m cluster.Member) error {

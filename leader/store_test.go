@@ -14,6 +14,7 @@ import (
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/daemon"
+	"github.com/pgha/pgha/internal/pgtest"
 	"github.com/pgha/pgha/leader"
 )
 
@@ -30,6 +31,7 @@ func freeAddr(t testing.TB) string {
 // startEtcd runs an embedded etcd for the test and returns a client.
 func startEtcd(t testing.TB) *clientv3.Client {
 	t.Helper()
+	pgtest.SkipIfShort(t, "etcd")
 	e, err := daemon.StartEmbeddedEtcd(context.Background(), t.TempDir(), "test", freeAddr(t), freeAddr(t), 20*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -8,14 +8,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgha/pgha/config"
 )
 
 const (
@@ -23,67 +23,6 @@ const (
 	includeLine   = "include_if_exists = '" + pghaConf + "'\t# added by pgha"
 	standbySignal = "standby.signal"
 )
-
-// parameters returns every server parameter pgha sets; follow, when
-// non-nil, adds primary_conninfo (and primary_slot_name). in.confMu held.
-func (in *Instance) parameters(follow *Primary) map[string]string {
-	p := map[string]string{
-		"wal_level":               "replica",
-		"hot_standby":             "on",
-		"wal_log_hints":           "on",
-		"max_wal_senders":         "10",
-		"max_replication_slots":   "10",
-		"wal_keep_size":           "128MB",
-		"password_encryption":     "scram-sha-256",
-		"unix_socket_directories": in.RunDir(),
-	}
-	// Cluster-wide parameters from etcd, then the node file's, which win
-	// (as in Patroni). in.confMu is held.
-	for k, v := range in.cluster {
-		p[k] = v
-	}
-	for k, v := range in.cfg.Parameters {
-		p[k] = paramString(v)
-	}
-	// Settings a hot standby needs at least as high as its primary's:
-	// the cluster's value wins over the node file's, as in Patroni.
-	for _, k := range clusterWide {
-		if v, ok := in.cluster[k]; ok {
-			p[k] = v
-		}
-	}
-	// synchronous_mode: the leader's chosen standby (SetSyncStandby).
-	if follow == nil {
-		p["synchronous_standby_names"] = syncNames(in.sync)
-	} else {
-		p["synchronous_standby_names"] = ""
-	}
-	// listen decides these; a parameter cannot contradict it.
-	p["listen_addresses"] = in.listen
-	p["port"] = strconv.Itoa(in.port)
-	if follow != nil && follow.Host != "" {
-		p["primary_conninfo"] = in.conninfo(*follow)
-		if follow.Slot != "" {
-			p["primary_slot_name"] = follow.Slot
-		}
-	}
-	return p
-}
-
-func paramString(v any) string {
-	switch x := v.(type) {
-	case bool:
-		if x {
-			return "on"
-		}
-		return "off"
-	case string:
-		return x
-	case nil:
-		return ""
-	}
-	return fmt.Sprint(v)
-}
 
 // conninfo is the libpq connection string a replica uses to stream from
 // primary as the replication role. The password is included: the file
@@ -110,33 +49,63 @@ func (in *Instance) applicationName() string {
 	if in.appName != "" {
 		return in.appName
 	}
-	if v, ok := in.cfg.Parameters["cluster_name"]; ok && paramString(v) != "" {
-		return paramString(v)
+	if v := in.local["cluster_name"]; v != "" {
+		return v
 	}
 	return filepath.Base(in.cfg.DataDir)
 }
 
+// quoteConn quotes a value for a libpq connection string: bare when it
+// has nothing libpq's parser reads specially (whitespace ends a bare
+// value), else in single quotes with \ and ' escaped by a backslash.
 func quoteConn(s string) string {
-	if s != "" && !strings.ContainsAny(s, " '\\") {
+	if s != "" && !strings.ContainsAny(s, " \t\n\v\f\r'\\") {
 		return s
 	}
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
-func quoteParam(v string) string {
-	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+// quoteParam quotes a value for postgresql.conf as Postgres's
+// configuration-file scanner reads it back (guc-file.l): in single
+// quotes, ' doubled, \ escaped, and control characters (which cannot
+// stand in a quoted string, a newline least of all) as backslash escapes.
+// A NUL cannot be written at all.
+func quoteParam(v string) (string, error) {
+	if strings.IndexByte(v, 0) >= 0 {
+		return "", errors.New("a NUL byte cannot be written into postgresql.conf")
+	}
+	var b strings.Builder
+	b.WriteByte('\'')
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\'':
+			b.WriteString("''")
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, `\%03o`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String(), nil
 }
 
-// clusterWide are the parameters whose cluster value (etcd's config key)
-// overrides the node file's (Patroni's list).
-var clusterWide = []string{"max_connections", "max_locks_per_transaction", "max_worker_processes",
-	"max_prepared_transactions", "wal_level", "track_commit_timestamp", "max_wal_senders", "max_replication_slots"}
+// quoteLiteral quotes s as an SQL string constant in the escape form
+// (E'...'), which reads backslashes the same way whatever
+// standard_conforming_strings says.
+func quoteLiteral(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
 
-// managedParams are set by pgha itself; etcd's parameters cannot set them.
-var managedParams = map[string]bool{"listen_addresses": true, "port": true, "primary_conninfo": true,
-	"primary_slot_name": true, "unix_socket_directories": true, "synchronous_standby_names": true}
-
-// syncNames is synchronous_standby_names for members: FIRST 1 of them
+// syncNames is synchronous_standby_names for members: all of them, FIRST N
 // (quoted), "*" for ["*"], or "" for asynchronous replication.
 func syncNames(members []string) string {
 	if len(members) == 0 {
@@ -149,7 +118,7 @@ func syncNames(members []string) string {
 	for i, m := range members {
 		q[i] = `"` + strings.ReplaceAll(m, `"`, `""`) + `"`
 	}
-	return "FIRST 1 (" + strings.Join(q, ", ") + ")"
+	return fmt.Sprintf("FIRST %d (%s)", len(q), strings.Join(q, ", "))
 }
 
 // SetSyncStandby makes members (application names, in order of
@@ -190,98 +159,10 @@ func (in *Instance) Streaming(ctx context.Context) (map[string]string, error) {
 	return out, nil
 }
 
-// SetClusterParameters sets the cluster-wide parameters (etcd's config
-// key, postgresql.parameters) that the next configuration write uses; the
-// node file's postgresql.parameters take precedence, and the settings pgha
-// manages (listen_addresses, port, primary_conninfo, ...) are ignored, as
-// are values Postgres already rejected (checkClusterParams).
-func (in *Instance) SetClusterParameters(params map[string]any) {
-	next := make(map[string]string, len(params))
-	in.confMu.Lock()
-	defer in.confMu.Unlock()
-	for k, v := range params {
-		s := paramString(v)
-		if rv, bad := in.rejected[k]; managedParams[k] || (bad && rv == s) {
-			continue
-		}
-		next[k] = s
-	}
-	in.cluster = next
-}
-
-// badParamRE finds the setting the server complains about in
-// `postgres -C` output: an invalid value or an unknown name.
-var badParamRE = regexp.MustCompile(`(?:invalid value for parameter|unrecognized configuration parameter) "([^"]+)"`)
-
-// checkClusterParams makes sure Postgres can load dir's configuration
-// files after every write (a typo in etcd's config key must neither turn
-// a reload into a no-op, primary_conninfo included, nor keep the next
-// start from working): it runs `postgres -C port`, and while that fails
-// on a setting that came from the cluster, it drops the setting (until
-// its value changes) with a warning and rewrites the file, keeping the
-// replication lines just written. A failure on anything else is left to
-// the server's own error.
-func (in *Instance) checkClusterParams(dir string) error {
-	in.confMu.Lock()
-	none := len(in.cluster) == 0
-	in.confMu.Unlock()
-	if none {
-		return nil
-	}
-	for range 20 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := run(ctx, commandAs(ctx, in.user, in.bin("postgres"), "-D", dir, "-C", "port"), "check the configuration files")
-		cancel()
-		if err == nil {
-			return nil
-		}
-		m := badParamRE.FindStringSubmatch(err.Error())
-		if m == nil {
-			return nil
-		}
-		name := m[1]
-		in.confMu.Lock()
-		v, fromCluster := in.cluster[name]
-		_, local := in.cfg.Parameters[name]
-		if fromCluster && (!local || slices.Contains(clusterWide, name)) {
-			delete(in.cluster, name)
-			if in.rejected == nil {
-				in.rejected = map[string]string{}
-			}
-			in.rejected[name] = v
-		} else {
-			fromCluster = false
-		}
-		in.confMu.Unlock()
-		if !fromCluster {
-			return nil
-		}
-		in.log.Warn("ignoring a cluster parameter that Postgres rejects; correct it with pghactl edit-config", "parameter", name, "error", m[0])
-		if err := in.writeConfigOnce(dir, nil, true); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("replication: the configuration files still do not load after dropping 20 cluster parameters")
-}
-
-// ApplyParameters rewrites postgresql.pgha.conf with the current
-// parameters, keeping the replication settings it has, and reloads a
-// running Postgres. Parameters that need a restart then show as
-// pending_restart in Status.
-func (in *Instance) ApplyParameters(ctx context.Context) error {
-	if !in.IsRunning() {
-		return nil // Start writes them
-	}
-	if err := in.writeConfigKeep(in.cfg.DataDir, nil, true); err != nil {
-		return err
-	}
-	return in.Reload(ctx)
-}
-
 // replicationLines returns the primary_conninfo and primary_slot_name
 // lines of dir's postgresql.pgha.conf.
 func (in *Instance) replicationLines(dir string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, pghaConf))
+	b, err := readDataFile(filepath.Join(dir, pghaConf))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -333,7 +214,11 @@ func (in *Instance) writeConfigOnce(dir string, follow *Primary, keep bool) erro
 	var b bytes.Buffer
 	b.WriteString("# Written by pgha: edits are overwritten. Set postgresql.parameters instead.\n")
 	for _, k := range keys {
-		fmt.Fprintf(&b, "%s = %s\n", k, quoteParam(params[k]))
+		q, err := quoteParam(params[k])
+		if err != nil {
+			return fmt.Errorf("replication: %s: %w", k, err)
+		}
+		fmt.Fprintf(&b, "%s = %s\n", k, q)
 	}
 	for _, l := range extra {
 		b.WriteString(l + "\n")
@@ -341,6 +226,7 @@ func (in *Instance) writeConfigOnce(dir string, follow *Primary, keep bool) erro
 	if err := in.writeFile(filepath.Join(dir, pghaConf), b.Bytes(), 0o600); err != nil {
 		return err
 	}
+	in.written = in.clusterSrc
 	if err := in.ensureInclude(dir); err != nil {
 		return err
 	}
@@ -352,7 +238,7 @@ func (in *Instance) writeConfigOnce(dir string, follow *Primary, keep bool) erro
 
 func (in *Instance) ensureInclude(dir string) error {
 	path := filepath.Join(dir, "postgresql.conf")
-	b, err := os.ReadFile(path)
+	b, err := readDataFile(path)
 	if err != nil {
 		return fmt.Errorf("replication: read %s: %w", path, err)
 	}
@@ -370,7 +256,7 @@ func (in *Instance) ensureInclude(dir string) error {
 
 func (in *Instance) stripAutoConf(dir string) error {
 	path := filepath.Join(dir, "postgresql.auto.conf")
-	b, err := os.ReadFile(path)
+	b, err := readDataFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -398,6 +284,19 @@ func (in *Instance) stripAutoConf(dir string) error {
 // on loopback for the roles pgha uses, then postgresql.pg_hba verbatim.
 func (in *Instance) writeHBA(dir string) error {
 	a := in.cfg.Authentication
+	// A line break in a role name or a pg_hba entry would start a rule
+	// of its own.
+	for what, v := range map[string]string{"os_user": in.user.name, "superuser": a.Superuser.Username,
+		"replication": a.Replication.Username, "rewind": a.Rewind.Username} {
+		if strings.ContainsFunc(v, isControl) {
+			return fmt.Errorf("replication: %s role name %q contains a control character: pg_hba.conf cannot hold it", what, v)
+		}
+	}
+	for i, l := range in.cfg.PgHBA {
+		if strings.ContainsFunc(l, func(r rune) bool { return isControl(r) && r != '\t' }) {
+			return fmt.Errorf("replication: postgresql.pg_hba[%d] %q contains a line break or control character: write one rule per entry", i, l)
+		}
+	}
 	var b strings.Builder
 	b.WriteString("# Written by pgha: edits are overwritten. Set postgresql.pg_hba instead.\n")
 	fmt.Fprintf(&b, "local all %s peer\n", hbaName(in.user.name))
@@ -420,12 +319,21 @@ func (in *Instance) writeHBA(dir string) error {
 	return in.writeFile(filepath.Join(dir, "pg_hba.conf"), []byte(b.String()), 0o600)
 }
 
+// hbaName writes a role name as a pg_hba.conf token: in double quotes
+// (" doubled) when it holds whitespace, a comma, a quote or #, starts
+// with + or @ (group and file references) or is a keyword.
 func hbaName(s string) string {
-	if strings.ContainsAny(s, " ,\"#") || s == "all" {
+	switch {
+	case s == "", strings.ContainsAny(s, " \t,\"#"), strings.HasPrefix(s, "+"), strings.HasPrefix(s, "@"),
+		hbaKeywords[s]:
 		return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 	}
 	return s
 }
+
+var hbaKeywords = map[string]bool{"all": true, "sameuser": true, "samerole": true, "samegroup": true, "replication": true}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // setStandby creates or removes standby.signal in dir.
 func (in *Instance) setStandby(dir string, on bool) error {
@@ -480,7 +388,7 @@ func initdbArgs(opts []any) ([]string, error) {
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				if err := add(k, paramString(x[k]), false); err != nil {
+				if err := add(k, config.ParameterString(x[k]), false); err != nil {
 					return nil, err
 				}
 			}

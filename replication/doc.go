@@ -25,6 +25,14 @@
 //     rewind roles, then postgresql.pg_hba.
 //   - standby.signal: present while the server should run as a replica.
 //
+// The data directory belongs to os_user, who could plant a link or a
+// FIFO there: these files are written as a new file (O_EXCL|O_NOFOLLOW)
+// renamed into place and read without following links (files.go).
+// Every write that carries the cluster's parameters is checked with
+// `postgres -C`; settings Postgres refuses are dropped with a warning
+// (params.go). Values are quoted as Postgres's configuration scanner
+// reads them back, conninfo values as libpq does.
+//
 // Beside the data directory, <data_dir>.pgha/ holds the server log
 // (postgresql.log) and the Unix socket, so neither is copied by
 // pg_basebackup or overwritten by pg_rewind. Temporary siblings

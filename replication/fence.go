@@ -18,7 +18,7 @@ import (
 // PostmasterPID returns the pid in dataDir's postmaster.pid when that
 // process is alive, is a postgres process and works in dataDir; else 0.
 func PostmasterPID(dataDir string) int {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	b, err := readDataFile(filepath.Join(dataDir, "postmaster.pid"))
 	if err != nil {
 		return 0
 	}

@@ -73,12 +73,23 @@ type Instance struct {
 	// localPasswords adds "local all all md5" to pg_hba.conf.
 	localPasswords atomic.Bool
 
-	// confMu serializes writes of the configuration files; cluster holds
-	// the parameters of etcd's config key (SetClusterParameters).
-	confMu  sync.Mutex
-	cluster map[string]string
-	// rejected are cluster parameters Postgres refused, by the value it
-	// refused (checkClusterParams); a new value is tried again.
+	// local are the node file's postgresql.parameters, names in lower
+	// case (as Postgres folds them), values as written.
+	local map[string]string
+
+	// confMu serializes writes of the configuration files and guards:
+	// clusterSrc, the parameters of etcd's config key as last given
+	// (SetClusterParameters); cluster, the ones pgha writes (lower-case
+	// names, neither managed nor rejected); goodCluster, cluster as of
+	// the last write that loaded (checkClusterParams); written,
+	// clusterSrc as of the last write.
+	confMu      sync.Mutex
+	clusterSrc  map[string]any
+	cluster     map[string]string
+	goodCluster map[string]string
+	written     map[string]any
+	// rejected are cluster parameters Postgres refused or that cannot be
+	// written, by the value refused; a new value is tried again.
 	rejected map[string]string
 	// appName is this node's application_name towards its primary
 	// (SetApplicationName); sync is synchronous_standby_names' member
@@ -157,12 +168,16 @@ func New(cfg config.PostgreSQL, initdb []any, log *slog.Logger) (*Instance, erro
 	if cfg.Authentication.Superuser.Password == "" {
 		return nil, fmt.Errorf("replication: postgresql.authentication.superuser.password is empty: set one (pgha logs in over TCP with scram-sha-256)")
 	}
+	local, err := localParameters(cfg.Parameters)
+	if err != nil {
+		return nil, err
+	}
 	timeout := cfg.PgCtlTimeout.D()
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
 	return &Instance{cfg: cfg, initdb: initdb, log: log.With("data_dir", cfg.DataDir), user: u,
-		host: connectHost, port: port, listen: listen, timeout: timeout}, nil
+		host: connectHost, port: port, listen: listen, timeout: timeout, local: local}, nil
 }
 
 // DataDir is the data directory.
@@ -352,50 +367,6 @@ func (in *Instance) checkOwner(dir string) error {
 	}
 	if !st.IsDir() {
 		return fmt.Errorf("replication: data directory %s is not a directory", dir)
-	}
-	return nil
-}
-
-// chown gives path to os_user when this process is root.
-func (in *Instance) chown(path string) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	if err := os.Lchown(path, int(in.user.uid), int(in.user.gid)); err != nil {
-		return fmt.Errorf("replication: chown %s to %s: %w", path, in.user.name, err)
-	}
-	return nil
-}
-
-// mkdirOwned creates dir (and missing parents, root-owned and
-// traversable) with mode and gives dir itself to os_user.
-func (in *Instance) mkdirOwned(dir string, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("replication: create %s: %w", filepath.Dir(dir), err)
-	}
-	if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("replication: create %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, mode); err != nil {
-		return fmt.Errorf("replication: chmod %s: %w", dir, err)
-	}
-	return in.chown(dir)
-}
-
-// writeFile writes data atomically (temp file and rename) and gives the
-// file to os_user.
-func (in *Instance) writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".pgha-tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("replication: write %s: %w", path, err)
-	}
-	if err := in.chown(tmp); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("replication: write %s: %w", path, err)
 	}
 	return nil
 }

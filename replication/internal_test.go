@@ -59,17 +59,11 @@ func TestQuoting(t *testing.T) {
 			t.Errorf("quoteConn(%q) = %s, want %s", in, got, want)
 		}
 	}
-	if got := quoteParam("host=x password='p'"); got != `'host=x password=''p'''` {
+	if got, _ := quoteParam("host=x password='p'"); got != `'host=x password=''p'''` {
 		t.Errorf("quoteParam: %s", got)
 	}
 	if got := hbaName("all"); got != `"all"` {
 		t.Errorf("hbaName(all) = %s", got)
-	}
-	if got := paramString(true); got != "on" {
-		t.Errorf("paramString(true) = %s", got)
-	}
-	if got := paramString(128); got != "128" {
-		t.Errorf("paramString(128) = %s", got)
 	}
 }
 

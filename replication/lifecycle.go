@@ -88,7 +88,7 @@ func (in *Instance) createRoles(ctx context.Context) error {
 			}
 			sql := fmt.Sprintf("%s ROLE %s WITH %s", verb, id, attrs)
 			if password != "" {
-				sql += " PASSWORD " + quoteParam(password)
+				sql += " PASSWORD " + quoteLiteral(password)
 			}
 			if _, err := c.Exec(ctx, sql); err != nil {
 				return fmt.Errorf("replication: %s role %s: %w", strings.ToLower(verb), name, err)
@@ -135,12 +135,19 @@ func (in *Instance) prepareRunDir() error {
 	if err := in.mkdirOwned(in.RunDir(), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(in.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	// The run directory belongs to os_user: never follow a link there.
+	f, err := os.OpenFile(in.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o640)
 	if err != nil {
 		return fmt.Errorf("replication: open server log: %w", err)
 	}
-	_ = f.Close()
-	return in.chown(in.LogPath())
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("replication: server log %s is not a regular file: move it away", in.LogPath())
+	}
+	if err := in.fchown(f); err != nil {
+		return fmt.Errorf("replication: server log %s: %w", in.LogPath(), err)
+	}
+	return nil
 }
 
 // checkEmpty fails when dir exists and has entries.
@@ -241,7 +248,7 @@ func (in *Instance) clearStaleLock(ctx context.Context) error {
 	// reaps it late); Postgres would take its socket lock for a live one.
 	var dead []int
 	for _, f := range []string{lock, filepath.Join(in.RunDir(), fmt.Sprintf(".s.PGSQL.%d.lock", in.port))} {
-		if b, err := os.ReadFile(f); err == nil {
+		if b, err := readDataFile(f); err == nil {
 			first, _, _ := strings.Cut(string(b), "\n")
 			if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && pid > 0 {
 				dead = append(dead, pid)
@@ -305,11 +312,15 @@ func fileSize(path string) int64 {
 
 // tailFrom returns up to n last lines written to path after offset.
 func tailFrom(path string, offset int64, n int) string {
-	f, err := os.Open(path)
+	// The log lives in os_user's run directory: no links, no FIFOs.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return ""
+	}
 	size := fileSize(path)
 	if size-offset > 64<<10 {
 		offset = size - 64<<10

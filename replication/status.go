@@ -241,6 +241,8 @@ type Slot struct {
 	Type       string // physical or logical
 	Active     bool
 	RestartLSN LSN
+	// Database and Plugin describe a logical slot.
+	Database, Plugin string
 }
 
 // CreateSlot creates a physical replication slot reserving WAL now. An
@@ -278,7 +280,8 @@ func (in *Instance) DropSlot(ctx context.Context, name string) error {
 func (in *Instance) Slots(ctx context.Context) ([]Slot, error) {
 	var out []Slot
 	err := in.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
-		rows, err := c.Query(ctx, `SELECT slot_name::text, slot_type, active, restart_lsn::text FROM pg_replication_slots ORDER BY slot_name`)
+		rows, err := c.Query(ctx, `SELECT slot_name::text, slot_type, active, restart_lsn::text,
+			coalesce(database::text, ''), coalesce(plugin::text, '') FROM pg_replication_slots ORDER BY slot_name`)
 		if err != nil {
 			return fmt.Errorf("replication: list slots: %w", err)
 		}
@@ -286,7 +289,7 @@ func (in *Instance) Slots(ctx context.Context) ([]Slot, error) {
 		for rows.Next() {
 			var s Slot
 			var restart *string
-			if err := rows.Scan(&s.Name, &s.Type, &s.Active, &restart); err != nil {
+			if err := rows.Scan(&s.Name, &s.Type, &s.Active, &restart, &s.Database, &s.Plugin); err != nil {
 				return fmt.Errorf("replication: list slots: %w", err)
 			}
 			if restart != nil {

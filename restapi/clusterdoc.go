@@ -136,9 +136,19 @@ func historyDoc(v cluster.View) [][]any {
 	for _, h := range v.History {
 		ts := ""
 		if !h.Timestamp.IsZero() {
-			ts = h.Timestamp.Format("2006-01-02T15:04:05.999999-07:00")
+			ts = isoformat(h.Timestamp)
 		}
 		out = append(out, []any{h.Timeline, h.LSN, h.Reason, ts, h.NewLeader})
 	}
 	return out
+}
+
+// isoformat writes a timestamp as Python's datetime.isoformat(), as
+// Patroni writes history: six-digit microseconds (none when zero) and a
+// +00:00 offset, never Z.
+func isoformat(t time.Time) string {
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02T15:04:05-07:00")
+	}
+	return t.Format("2006-01-02T15:04:05.000000-07:00")
 }

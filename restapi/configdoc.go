@@ -96,7 +96,7 @@ func DecodeDynamic(m map[string]any) (config.DynamicConfig, error) {
 		}
 		return d, fmt.Errorf("%w: config: %v", ErrBadRequest, err)
 	}
-	if err := config.ValidateDynamicConfig(d); err != nil {
+	if err := d.Validate(); err != nil {
 		return d, fmt.Errorf("%w: config: %v", ErrBadRequest, err)
 	}
 	return d, nil

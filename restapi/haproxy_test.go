@@ -108,6 +108,9 @@ func waitRouting(t *testing.T, addr string, want []string, timeout time.Duration
 // the lag limit, and a role change moves the traffic and cuts sessions to
 // the demoted node.
 func TestHAProxyRoutesByRole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test (needs HAProxy): skipped with -short")
+	}
 	names := []string{"node1", "node2", "node3"}
 	nodes := map[string]*fakeNode{}
 	var hn []haproxytest.Node

@@ -358,7 +358,13 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getPatroni(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, statusDoc(s.facts(r.Context())))
+	f := s.facts(r.Context())
+	if d, ok := s.node.(Detailer); ok && f.st.Queried {
+		ctx, cancel := context.WithTimeout(r.Context(), localTimeout)
+		d.Detail(ctx, &f.st)
+		cancel()
+	}
+	writeJSON(w, http.StatusOK, statusDoc(f))
 }
 
 func (s *Server) getLiveness(w http.ResponseWriter, r *http.Request) {

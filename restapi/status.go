@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"context"
 	"strconv"
 	"time"
 
@@ -9,9 +10,26 @@ import (
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// patroniTime formats a timestamp as Patroni's str(datetime) does.
+// Detailer is what a Node may implement besides Local so that GET
+// /patroni answers with live values, as Patroni's does (it queries
+// Postgres on every request): the WAL positions a Patroni leader compares
+// before it releases its key in a switchover, the postmaster start time,
+// the primary's pg_stat_replication rows. Detail overwrites those fields
+// of st, which Local filled from the HA loop's last cycle; it must honour
+// ctx's deadline and leave st as it is on failure. Role health checks
+// (/primary, /replica, ...) never call it.
+type Detailer interface {
+	Detail(ctx context.Context, st *LocalStatus)
+}
+
+// patroniTime formats a timestamp as Patroni's str(datetime) does (its
+// JSON encoder's default=str): six digits of microseconds, or none when
+// they are zero, and the offset as +00:00.
 func patroniTime(t time.Time) string {
-	return t.Format("2006-01-02 15:04:05.999999-07:00")
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02 15:04:05-07:00")
+	}
+	return t.Format("2006-01-02 15:04:05.000000-07:00")
 }
 
 // statusDoc builds the /patroni document (Patroni's get_postgresql_status
@@ -49,6 +67,9 @@ func statusDoc(f facts) map[string]any {
 		}
 		if st.Timeline > 0 {
 			doc["timeline"] = st.Timeline
+		}
+		if st.Role != cluster.RolePrimary && st.LatestEndLSN > 0 {
+			doc["latest_end_lsn"] = st.LatestEndLSN
 		}
 		if st.ReplicationState != "" {
 			doc["replication_state"] = st.ReplicationState

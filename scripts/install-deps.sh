@@ -18,6 +18,10 @@ have_bin prometheus-pgbouncer-exporter /usr/bin/prometheus-pgbouncer-exporter ||
 have_bin ip /usr/sbin/ip || need+=(iproute2)
 have_bin runuser /usr/sbin/runuser || need+=(util-linux)
 have_bin make /usr/bin/make || need+=(make)
+have_bin debootstrap /usr/sbin/debootstrap || need+=(debootstrap)
+# Patroni itself: its patronictl is tested against pgha, and the migration
+# script runs a Patroni cluster to move from.
+have_bin patronictl /usr/bin/patronictl || need+=(patroni)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -27,7 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # The packaged services (postgresql, etcd, haproxy, pgbouncer) must not
+  # The packaged services (postgresql, etcd, haproxy, pgbouncer, patroni) must not
   # start on install: pgha and its tests run their own instances.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
   chmod +x /usr/sbin/policy-rc.d
@@ -45,7 +49,7 @@ if ! id postgres >/dev/null 2>&1; then
   fi
 fi
 # Stop packaged services if a package started them anyway.
-for svc in etcd haproxy pgbouncer prometheus-pgbouncer-exporter; do
+for svc in etcd haproxy pgbouncer patroni prometheus-pgbouncer-exporter; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

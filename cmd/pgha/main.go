@@ -38,6 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			runCommand(),
 			validateConfigCommand(),
 			demoCommand(),
+			convertCommand(),
 		},
 		HideHelpCommand: true,
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,11 +37,15 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer) error {
 		}
 		return &exitError{code: 2, msg: fmt.Sprintf("%s: invalid configuration (pgha validate-config %s lists the problems)", path, path)}
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, level, stderr)
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	d.OnReload(func(c config.Config) ([]string, error) {
+		return nil, level.UnmarshalText([]byte(c.Log.Level))
+	})
 	if err := d.AddComponents(path); err != nil {
 		return err
 	}
@@ -74,7 +79,9 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer) error {
 			case <-ctx.Done():
 				return nil
 			case <-hup:
-				if err := d.ReloadFile(path); err != nil {
+				if err := d.ReloadFile(ctx, path); errors.Is(err, daemon.ErrNeedsRestart) {
+					log.Warn("SIGHUP: configuration reloaded; some changes need a restart", "err", err)
+				} else if err != nil {
 					log.Error("SIGHUP: configuration not reloaded", "err", err)
 				}
 			}
@@ -94,8 +101,7 @@ func runDaemon(ctx context.Context, path string, stderr io.Writer) error {
 // a service manager should start it again at once.
 const ExitDetached = 75
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
+func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {

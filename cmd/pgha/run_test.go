@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"gopkg.in/yaml.v3"
 
@@ -108,6 +109,25 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 		return m.Tags.NoLoadBalance
 	})
 
+	// A reload re-reads the whole file: Postgres settings apply with a
+	// Postgres reload, and one that needs a restart shows as
+	// pending_restart; a key only a daemon restart applies is named.
+	c.PostgreSQL.Parameters["work_mem"] = "12MB"
+	c.PostgreSQL.Parameters["max_connections"] = 61
+	c.Log.Level = "info"
+	c.Watchdog.Mode = "off"
+	writeYAML(t, path, c)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "reloaded postgres settings", &errOut, func() bool {
+		_, m := member()
+		return m.PendingRestart && showSetting(t, node, "work_mem") == "12MB" && strings.Contains(errOut.String(), "need a restart")
+	})
+	if !strings.Contains(errOut.String(), "watchdog") {
+		t.Fatalf("the reload does not name watchdog as needing a restart:\n%s", errOut.String())
+	}
+
 	// SIGUSR2 detaches: pgha exits 75 and leaves the primary running; a
 	// new run adopts it (same postmaster, same leader, no switchover).
 	pid := replication.PostmasterPID(c.PostgreSQL.DataDir)
@@ -171,4 +191,20 @@ func waitUntil(t *testing.T, d time.Duration, what string, log *syncBuffer, ok f
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// showSetting reads one setting from the node, "" when it cannot.
+func showSetting(t *testing.T, n *pgtest.Node, name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, n.DSN(pgtest.SuperUser, "postgres"))
+	if err != nil {
+		return ""
+	}
+	defer c.Close(context.Background())
+	var v string
+	if err := c.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+		return ""
+	}
+	return v
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
@@ -37,6 +34,9 @@ type ctl struct {
 	api      config.RESTAPI
 	tlsCtl   config.Ctl
 	insecure bool
+	// pgAuth is the config file's superuser: pghactl query logs in as it
+	// unless -U says otherwise.
+	pgAuth config.Credentials
 
 	out io.Writer
 	in  *bufio.Reader
@@ -44,6 +44,10 @@ type ctl struct {
 	tty bool
 
 	cli *clientv3.Client
+
+	// args are the subcommand's positional arguments after patronictl's
+	// cluster name (see withArgs).
+	args []string
 }
 
 // etcdTimeout bounds one etcd request from pghactl.
@@ -95,6 +99,7 @@ func newCtl(c *cli.Context) (*ctl, error) {
 		}
 		x.scope, x.namespace, x.etcd = cfg.Scope, cfg.Namespace, cfg.Etcd
 		x.auth, x.api, x.tlsCtl = cfg.RESTAPI.Authentication, cfg.RESTAPI, cfg.Ctl
+		x.pgAuth = cfg.PostgreSQL.Authentication.Superuser
 	}
 	if d := c.String("dcs-url"); d != "" {
 		eps, err := parseDCSURL(d)
@@ -110,9 +115,6 @@ func newCtl(c *cli.Context) (*ctl, error) {
 		x.namespace = n
 	}
 	x.insecure = c.Bool("insecure")
-	if x.scope == "" {
-		return nil, errors.New("no cluster named: pass --scope NAME or -c FILE with a scope")
-	}
 	if len(x.etcd.Endpoints) == 0 {
 		return nil, errors.New("no etcd endpoints: pass -d etcd3://host:port or -c FILE")
 	}
@@ -152,47 +154,17 @@ func parseDCSURL(s string) ([]string, error) {
 }
 
 // endpointURLs returns the endpoints as URLs clientv3 accepts.
-func (x *ctl) endpointURLs() []string {
-	out := make([]string, 0, len(x.etcd.Endpoints))
-	for _, e := range x.etcd.Endpoints {
-		if !strings.Contains(e, "://") {
-			e = "http://" + e
-		}
-		out = append(out, e)
-	}
-	return out
-}
+func (x *ctl) endpointURLs() []string { return leader.EndpointURLs(x.etcd) }
 
-// client opens the etcd client once.
+// client opens the etcd client once (leader.NewClient: TLS, auth, dial
+// timeout, as the daemon does).
 func (x *ctl) client() (*clientv3.Client, error) {
 	if x.cli != nil {
 		return x.cli, nil
 	}
-	cfg := clientv3.Config{Endpoints: x.endpointURLs(), DialTimeout: etcdTimeout,
-		Username: x.etcd.Username, Password: x.etcd.Password, Logger: zap.NewNop()}
-	if x.etcd.CACert != "" || x.etcd.Cert != "" {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if x.etcd.CACert != "" {
-			pem, err := os.ReadFile(x.etcd.CACert)
-			if err != nil {
-				return nil, fmt.Errorf("etcd.cacert: %w", err)
-			}
-			pool := x509.NewCertPool()
-			pool.AppendCertsFromPEM(pem)
-			tc.RootCAs = pool
-		}
-		if x.etcd.Cert != "" {
-			cert, err := tls.LoadX509KeyPair(x.etcd.Cert, x.etcd.Key)
-			if err != nil {
-				return nil, fmt.Errorf("etcd.cert/key: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		cfg.TLS = tc
-	}
-	cli, err := clientv3.New(cfg)
+	cli, err := leader.NewClient(x.etcd)
 	if err != nil {
-		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(cfg.Endpoints, ","), err)
+		return nil, err
 	}
 	x.cli = cli
 	return cli, nil
@@ -304,6 +276,18 @@ func (x *ctl) confirm(question string) error {
 	return errors.New("aborted")
 }
 
+// ask reads one typed line after "question: ", as click.prompt does;
+// unlike confirm it works without a terminal too, since the answer must
+// be typed out (patronictl remove's confirmations).
+func (x *ctl) ask(question string) (string, error) {
+	fmt.Fprintf(x.out, "%s: ", question)
+	line, err := x.in.ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("%s: no answer on stdin", question)
+	}
+	return strings.TrimSpace(line), nil
+}
+
 // prompt asks for a value with a default on the terminal.
 func (x *ctl) prompt(question, def string) (string, error) {
 	if !x.tty {
@@ -329,14 +313,32 @@ func member(v cluster.View, name string) (cluster.Member, error) {
 	return cluster.Member{}, fmt.Errorf("unknown member %q in cluster %s (members: %s)", name, v.Scope, strings.Join(names, ", "))
 }
 
-// withCtl wraps a subcommand action with the context's setup and teardown.
+// withCtl wraps a subcommand action that takes no positional argument
+// but patronictl's cluster name.
 func withCtl(fn func(ctx context.Context, x *ctl, c *cli.Context) error) cli.ActionFunc {
+	return withArgs(clusterOnly, fn)
+}
+
+// withArgs wraps a subcommand action with the context's setup and
+// teardown, taking patronictl's positional cluster name off the
+// arguments (shape says what may follow it); x.args holds the rest.
+func withArgs(shape argShape, fn func(ctx context.Context, x *ctl, c *cli.Context) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		x, err := newCtl(c)
 		if err != nil {
 			return err
 		}
 		defer x.close()
+		pos, err := positional(c)
+		if err != nil {
+			return err
+		}
+		if x.args, err = x.takeCluster(c.Context, pos, shape); err != nil {
+			return err
+		}
+		if x.scope == "" {
+			return errors.New("no cluster named: pass --scope NAME, -c FILE with a scope, or the cluster name as patronictl does (pghactl list NAME)")
+		}
 		return fn(c.Context, x, c)
 	}
 }
@@ -373,8 +375,12 @@ func positional(c *cli.Context) ([]string, error) {
 			i++
 			val = args[i]
 		}
-		if err := c.Set(name, val); err != nil {
-			return nil, fmt.Errorf("flag %s: %w", a, err)
+		// Set every alias: urfave/cli keeps one value per name, and the
+		// action reads the flag by its first name (-f sets "format").
+		for _, n := range f.Names() {
+			if err := c.Set(n, val); err != nil {
+				return nil, fmt.Errorf("flag %s: %w", a, err)
+			}
 		}
 	}
 	return pos, nil

@@ -14,16 +14,13 @@ func dsnCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "dsn",
 		Usage:     "print a connection string for a member (the leader by default)",
-		ArgsUsage: "[MEMBER]",
+		ArgsUsage: "[CLUSTER] [MEMBER]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Aliases: []string{"r"}, Usage: "any member with this role: leader, primary or replica"},
 			&cli.StringFlag{Name: "member", Aliases: []string{"m"}, Usage: "this member"},
 		},
-		Action: withCtl(func(ctx context.Context, x *ctl, c *cli.Context) error {
-			args, err := positional(c)
-			if err != nil {
-				return err
-			}
+		Action: withArgs(clusterMembers, func(ctx context.Context, x *ctl, c *cli.Context) error {
+			args := x.args
 			name := c.String("member")
 			if name == "" && len(args) > 0 {
 				name = args[0]

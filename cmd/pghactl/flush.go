@@ -14,23 +14,21 @@ func flushCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "flush",
 		Usage:     "discard scheduled events: flush switchover cancels a scheduled switchover",
-		ArgsUsage: "switchover|restart",
+		ArgsUsage: "[CLUSTER] [MEMBER...] switchover|restart",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "do not ask for confirmation"}},
-		Action: withCtl(func(ctx context.Context, x *ctl, c *cli.Context) error {
-			args, err := positional(c)
-			if err != nil {
-				return err
-			}
-			if len(args) != 1 {
+		Action: withArgs(clusterTarget, func(ctx context.Context, x *ctl, c *cli.Context) error {
+			args := x.args
+			if len(args) == 0 {
 				return fmt.Errorf("name what to flush: pghactl flush switchover (or restart)")
 			}
-			switch args[0] {
+			target := args[len(args)-1]
+			switch target {
 			case "restart":
 				fmt.Fprintln(x.out, "No scheduled restarts: pgha does not schedule restarts")
 				return nil
 			case "switchover":
 			default:
-				return fmt.Errorf("cannot flush %q: use switchover or restart", args[0])
+				return fmt.Errorf("cannot flush %q: use switchover or restart", target)
 			}
 			v, err := x.view(ctx)
 			if err != nil {

@@ -1,5 +1,6 @@
 // Command pghactl is the operator's CLI for a pgha cluster: list,
-// switchover, failover, restart, reinit, pause, resume, config.
+// switchover, failover, restart, reinit, pause, resume, config, query,
+// remove, version.
 package main
 
 import (
@@ -37,6 +38,7 @@ func newApp() *cli.App {
 			listCommand(), topologyCommand(), switchoverCommand(), failoverCommand(),
 			restartCommand(), reloadCommand(), reinitCommand(), pauseCommand(), resumeCommand(),
 			showConfigCommand(), editConfigCommand(), historyCommand(), dsnCommand(), flushCommand(),
+			queryCommand(), removeCommand(), versionCommand(),
 		},
 	}
 }

@@ -155,13 +155,14 @@ func TestListFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `+ Cluster: demo (7301234567890123456) -----------+----+-----------+
-| Member | Host            | Role    | State     | TL | Lag in MB |
-+--------+-----------------+---------+-----------+----+-----------+
-| node1  | 127.0.0.1:15431 | Leader  | running   |  2 |           |
-| node2  | 127.0.0.1:15432 | Replica | streaming |  2 |         0 |
-| node3  | 127.0.0.1:15433 | Replica | streaming |  2 |         3 |
-+--------+-----------------+---------+-----------+----+-----------+
+	// Patroni 4's columns; Tags shows because a member has one.
+	want := `+ Cluster: demo (7301234567890123456) -----------+----+-------------+-----+------------+-----+------------------+
+| Member | Host            | Role    | State     | TL | Receive LSN | Lag | Replay LSN | Lag | Tags             |
++--------+-----------------+---------+-----------+----+-------------+-----+------------+-----+------------------+
+| node1  | 127.0.0.1:15431 | Leader  | running   |  2 |             |     |            |     |                  |
+| node2  | 127.0.0.1:15432 | Replica | streaming |  2 |   0/6400000 |   0 |  0/6400000 |   0 |                  |
+| node3  | 127.0.0.1:15433 | Replica | streaming |  2 |   0/6400000 |   0 |  0/6100000 |   3 | nofailover: true |
++--------+-----------------+---------+-----------+----+-------------+-----+------------+-----+------------------+
 `
 	if out != want {
 		t.Errorf("list =\n%s\nwant\n%s", out, want)
@@ -171,11 +172,13 @@ func TestListFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rows []map[string]any
-	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 3 || rows[0]["Role"] != "Leader" || rows[2]["Lag in MB"] != 3.0 || rows[0]["Cluster"] != "demo" {
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 3 || rows[0]["Role"] != "Leader" || rows[2]["Replay Lag"] != 3.0 || rows[0]["Cluster"] != "demo" ||
+		rows[2]["Tags"].(map[string]any)["nofailover"] != true {
 		t.Errorf("list -f json = %s (%v)", out, err)
 	}
 	out, _ = tc.ctl(t, "", "list", "-f", "tsv")
-	if !strings.HasPrefix(out, "Cluster\tMember\tHost\tRole\tState\tTL\tLag in MB\ndemo\tnode1\t127.0.0.1:15431\tLeader\trunning\t2\t\n") {
+	if !strings.HasPrefix(out, "Cluster\tMember\tHost\tRole\tState\tTL\tReceive LSN\tReceive Lag\tReplay LSN\tReplay Lag\tTags\n"+
+		"demo\tnode1\t127.0.0.1:15431\tLeader\trunning\t2\t\t\t\t\t\n") || !strings.Contains(out, "\t3\t{nofailover: true}\n") {
 		t.Errorf("list -f tsv = %q", out)
 	}
 	out, _ = tc.ctl(t, "", "list", "-f", "yaml")
@@ -291,7 +294,7 @@ func TestMemberCommands(t *testing.T) {
 	if _, err := tc.ctl(t, "", "reinit", "node1", "--force"); err == nil || !strings.Contains(err.Error(), "is the leader") {
 		t.Errorf("reinit of the leader err = %v", err)
 	}
-	if _, err := tc.ctl(t, "", "restart", "nodeX", "--force"); err == nil || !strings.Contains(err.Error(), `unknown member "nodeX" in cluster demo (members: node1, node2, node3)`) {
+	if _, err := tc.ctl(t, "", "restart", "nodeX", "--force"); err == nil || !strings.Contains(err.Error(), `"nodeX" is neither the configured cluster "demo" (scope from -c or --scope) nor one of its members (node1, node2, node3)`) {
 		t.Errorf("restart nodeX err = %v", err)
 	}
 	if out, err := tc.ctl(t, "", "dsn"); err != nil || out != "host=127.0.0.1 port=15431\n" {

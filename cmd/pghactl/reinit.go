@@ -19,16 +19,13 @@ func reinitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "reinit",
 		Usage:     "wipe a replica's data directory and clone it again from the leader",
-		ArgsUsage: "MEMBER...",
+		ArgsUsage: "[CLUSTER] MEMBER...",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "do not ask for confirmation, and cancel a running task on the member"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait until the member runs again, printing its state"},
 		},
-		Action: withCtl(func(ctx context.Context, x *ctl, c *cli.Context) error {
-			args, err := positional(c)
-			if err != nil {
-				return err
-			}
+		Action: withArgs(clusterMembers, func(ctx context.Context, x *ctl, c *cli.Context) error {
+			args := x.args
 			if len(args) == 0 {
 				return fmt.Errorf("name the member to reinitialize: pghactl reinit MEMBER")
 			}
@@ -45,7 +42,7 @@ func reinitCommand() *cli.Command {
 					return fmt.Errorf("member %s is the leader: reinit only rebuilds replicas (switch over first)", m.Name)
 				}
 			}
-			if err := printMembers(x.out, v, "pretty"); err != nil {
+			if err := printMembers(x.out, v, "pretty", false); err != nil {
 				return err
 			}
 			force := c.Bool("force")

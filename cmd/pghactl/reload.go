@@ -14,12 +14,12 @@ func reloadCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "reload",
 		Usage:     "make members re-read their configuration file",
-		ArgsUsage: "[MEMBER...]",
+		ArgsUsage: "[CLUSTER] [MEMBER...]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Aliases: []string{"r"}, Usage: "only members with this role: leader, replica or any", Value: "any"},
 			&cli.BoolFlag{Name: "force", Usage: "do not ask for confirmation"},
 		},
-		Action: withCtl(func(ctx context.Context, x *ctl, c *cli.Context) error {
+		Action: withArgs(clusterMembers, func(ctx context.Context, x *ctl, c *cli.Context) error {
 			v, ms, err := pickMembers(ctx, x, c, "reload", false)
 			if err != nil {
 				return err

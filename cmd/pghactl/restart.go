@@ -16,13 +16,13 @@ func restartCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "restart",
 		Usage:     "restart Postgres on members (all when none named)",
-		ArgsUsage: "[MEMBER...]",
+		ArgsUsage: "[CLUSTER] [MEMBER...]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "role", Aliases: []string{"r"}, Usage: "only members with this role: leader, primary, replica or any", Value: "any"},
 			&cli.BoolFlag{Name: "pending", Usage: "only members with a pending restart"},
 			&cli.BoolFlag{Name: "force", Usage: "do not ask for confirmation"},
 		},
-		Action: withCtl(func(ctx context.Context, x *ctl, c *cli.Context) error {
+		Action: withArgs(clusterMembers, func(ctx context.Context, x *ctl, c *cli.Context) error {
 			_, ms, err := pickMembers(ctx, x, c, "restart", true)
 			if err != nil {
 				return err
@@ -67,10 +67,7 @@ func postToMembers(ctx context.Context, x *ctl, ms []cluster.Member, action, bod
 // line (all when none) with --role, prints the table when show, and asks
 // to confirm verb unless --force.
 func pickMembers(ctx context.Context, x *ctl, c *cli.Context, verb string, show bool) (cluster.View, []cluster.Member, error) {
-	args, err := positional(c)
-	if err != nil {
-		return cluster.View{}, nil, err
-	}
+	args := x.args
 	v, err := x.view(ctx)
 	if err != nil {
 		return v, nil, err
@@ -80,7 +77,7 @@ func pickMembers(ctx context.Context, x *ctl, c *cli.Context, verb string, show 
 		return v, nil, err
 	}
 	if show {
-		if err := printMembers(x.out, v, "pretty"); err != nil {
+		if err := printMembers(x.out, v, "pretty", false); err != nil {
 			return v, nil, err
 		}
 	}

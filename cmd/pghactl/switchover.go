@@ -83,7 +83,7 @@ func doFailover(ctx context.Context, x *ctl, action, candidate string, force boo
 		return err
 	}
 	fmt.Fprintln(x.out, "Current cluster topology")
-	if err := printMembers(x.out, v, "pretty"); err != nil {
+	if err := printMembers(x.out, v, "pretty", false); err != nil {
 		return err
 	}
 	if action == "switchover" {
@@ -191,7 +191,7 @@ func doFailover(ctx context.Context, x *ctl, action, candidate string, force boo
 	if v, err = x.view(ctx); err != nil {
 		return err
 	}
-	return printMembers(x.out, v, "pretty")
+	return printMembers(x.out, v, "pretty", false)
 }
 
 func contains(xs []string, s string) bool {

@@ -64,8 +64,15 @@ func (t table) print(w io.Writer, format string) error {
 	return nil
 }
 
-// jsonish keeps numbers numeric in json/yaml output, as patronictl does.
+// jsonish keeps numbers numeric and tags ({k: v}) a mapping in json/yaml
+// output, as patronictl does.
 func jsonish(s string) any {
+	if strings.HasPrefix(s, "{") {
+		var m map[string]any
+		if yaml.Unmarshal([]byte(s), &m) == nil {
+			return m
+		}
+	}
 	var n json.Number
 	if err := json.Unmarshal([]byte(s), &n); err == nil {
 		if i, err := n.Int64(); err == nil {
@@ -75,15 +82,27 @@ func jsonish(s string) any {
 	return s
 }
 
+// pretty writes prettytable's layout. A cell may hold several lines
+// (tags in YAML block style); then every row is ruled off, as
+// patronictl's hrule_all does.
 func (t table) pretty(w io.Writer) {
+	width := func(c string) int {
+		n := 0
+		for _, l := range strings.Split(c, "\n") {
+			n = max(n, utf8.RuneCountInString(l))
+		}
+		return n
+	}
 	widths := make([]int, len(t.columns))
+	multi := false
 	for i, c := range t.columns {
-		widths[i] = utf8.RuneCountInString(c)
+		widths[i] = width(c)
 	}
 	for _, r := range t.rows {
 		for i := range t.columns {
 			if i < len(r) {
-				widths[i] = max(widths[i], utf8.RuneCountInString(r[i]))
+				widths[i] = max(widths[i], width(r[i]))
+				multi = multi || strings.Contains(r[i], "\n")
 			}
 		}
 	}
@@ -103,26 +122,41 @@ func (t table) pretty(w io.Writer) {
 		top = string(r[0]) + string(title) + string(r[1+len(title):])
 	}
 	line := func(cells []string, align func(i int) bool) {
-		var b strings.Builder
-		b.WriteString("|")
-		for i, wd := range widths {
+		height := 1
+		split := make([][]string, len(widths))
+		for i := range widths {
 			c := ""
 			if i < len(cells) {
 				c = cells[i]
 			}
-			pad := wd - utf8.RuneCountInString(c)
-			if align(i) {
-				b.WriteString(" " + strings.Repeat(" ", pad) + c + " |")
-			} else {
-				b.WriteString(" " + c + strings.Repeat(" ", pad) + " |")
-			}
+			split[i] = strings.Split(c, "\n")
+			height = max(height, len(split[i]))
 		}
-		fmt.Fprintln(w, b.String())
+		for ln := 0; ln < height; ln++ {
+			var b strings.Builder
+			b.WriteString("|")
+			for i, wd := range widths {
+				c := ""
+				if ln < len(split[i]) {
+					c = split[i][ln]
+				}
+				pad := wd - utf8.RuneCountInString(c)
+				if align(i) {
+					b.WriteString(" " + strings.Repeat(" ", pad) + c + " |")
+				} else {
+					b.WriteString(" " + c + strings.Repeat(" ", pad) + " |")
+				}
+			}
+			fmt.Fprintln(w, b.String())
+		}
 	}
 	fmt.Fprintln(w, top)
 	line(t.columns, func(int) bool { return false })
 	fmt.Fprintln(w, rule)
-	for _, r := range t.rows {
+	for i, r := range t.rows {
+		if multi && i > 0 {
+			fmt.Fprintln(w, rule)
+		}
 		line(r, func(i int) bool { return t.right[t.columns[i]] })
 	}
 	fmt.Fprintln(w, rule)

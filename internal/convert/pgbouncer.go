@@ -1,4 +1,3 @@
-// Package convert turns other tools' configuration into pgha's.
 package convert
 
 import (
@@ -15,12 +14,6 @@ import (
 	"github.com/pgha/pgha/config"
 )
 
-// Dropped is a setting the conversion could not carry, and why.
-type Dropped struct {
-	Key    string
-	Reason string
-}
-
 // pgbouncerDefaultAuthQuery is PgBouncer's auth_query default, used when
 // a pgbouncer.ini sets auth_user without auth_query.
 const pgbouncerDefaultAuthQuery = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"
@@ -31,12 +24,12 @@ const pgbouncerDefaultAuthQuery = "SELECT rolname, CASE WHEN rolvaliduntil < now
 // the result has PgBouncer's default where it differs from pgha's and
 // applications would notice (pool_mode session, auth_type md5, the Unix
 // socket in /tmp), so that they see the same pooler. What pgha cannot
-// carry is listed in the Dropped list with the reason; a setting whose
+// carry is listed as a Note with the reason; a setting whose
 // loss would let different clients in (an authentication method or
 // client TLS mode pgha lacks) is an error instead. iniPath resolves
 // relative paths (auth_file, auth_hba_file, %include). The result passes
 // config validation.
-func FromPgBouncer(ini []byte, userlist []byte, iniPath string) (config.Pooler, []Dropped, error) {
+func FromPgBouncer(ini []byte, userlist []byte, iniPath string) (config.Pooler, []Note, error) {
 	dir := filepath.Dir(iniPath)
 	secs, err := parseINI(ini, dir, 0)
 	if err != nil {
@@ -151,12 +144,12 @@ func parseINI(data []byte, dir string, depth int) (map[string][]iniKV, error) {
 type converter struct {
 	c       *config.Pooler
 	dir     string
-	dropped []Dropped
+	dropped []Note
 	err     error
 }
 
 func (cv *converter) drop(key, reason string) {
-	cv.dropped = append(cv.dropped, Dropped{Key: key, Reason: reason})
+	cv.dropped = append(cv.dropped, Note{Key: key, Reason: reason})
 }
 
 func (cv *converter) fail(format string, args ...any) {
@@ -230,13 +223,6 @@ func (cv *converter) listen(host, port string) {
 		h = "" // every address, as PgBouncer's *
 	}
 	cv.c.Listen = joinHostPort(h, port)
-}
-
-func joinHostPort(h, port string) string {
-	if strings.Contains(h, ":") {
-		return "[" + h + "]:" + port
-	}
-	return h + ":" + port
 }
 
 // droppedSettings are [pgbouncer] keys pgha has no use for, with why.

@@ -12,7 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-func convertFile(t *testing.T, name string, withUserlist bool) (config.Pooler, []Dropped) {
+func convertFile(t *testing.T, name string, withUserlist bool) (config.Pooler, []Note) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
 	ini, err := os.ReadFile(path)
@@ -48,7 +48,7 @@ func convertFile(t *testing.T, name string, withUserlist bool) (config.Pooler, [
 	return c, dropped
 }
 
-func droppedKeys(ds []Dropped) map[string]string {
+func droppedKeys(ds []Note) map[string]string {
 	m := map[string]string{}
 	for _, d := range ds {
 		if d.Reason == "" {

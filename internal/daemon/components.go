@@ -251,7 +251,7 @@ func (a apiActions) Reload(ctx context.Context) error {
 	if a.path == "" {
 		return fmt.Errorf("%w: this daemon was started without a config file to re-read", restapi.ErrNotPossible)
 	}
-	if err := a.d.ReloadFile(a.path); err != nil {
+	if err := a.d.ReloadFile(ctx, a.path); err != nil && !errors.Is(err, ErrNeedsRestart) {
 		return fmt.Errorf("%w: %w", restapi.ErrBadRequest, err)
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pgha/pgha/callback"
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/fence"
@@ -38,10 +41,13 @@ type Daemon struct {
 	// write permission runs out while this daemon is dead or frozen.
 	keeper *fence.Client
 	killed bool
+	// callbacks runs postgresql.callbacks scripts.
+	callbacks *callback.Runner
 
 	mu         sync.Mutex
 	components map[string]Component
 	onFence    []func()
+	onReload   []func(config.Config) ([]string, error)
 	onCycle    []func(time.Duration)
 	onFailover []func()
 }
@@ -94,36 +100,30 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	// config key is read (then OnView keeps them current).
 	inst.SetClusterParameters(cfg.Bootstrap.DCS.PostgreSQL.Parameters)
 	d.inst = inst
-	endpoints := cfg.Etcd.Endpoints
+	etcdCfg := cfg.Etcd
 	if cfg.Etcd.Embedded {
-		if len(endpoints) == 0 {
+		if len(etcdCfg.Endpoints) == 0 {
 			return nil, errors.New("daemon: etcd.embedded needs etcd.endpoints[0] as the address to serve clients on")
 		}
 		peer, err := freeLoopbackAddr()
 		if err != nil {
 			return nil, err
 		}
-		e, err := StartEmbeddedEtcd(ctx, cfg.Etcd.DataDir, cfg.Name, hostPort(endpoints[0]), peer, 30*time.Second)
+		dir := cfg.Etcd.DataDir
+		if dir == "" {
+			dir = config.DefaultEtcdDataDir(cfg.PostgreSQL.DataDir, cfg.Name)
+		}
+		e, err := StartEmbeddedEtcd(ctx, dir, cfg.Name, hostPort(etcdCfg.Endpoints[0]), peer, 30*time.Second)
 		if err != nil {
 			return nil, err
 		}
 		d.etcd = e
-		endpoints = []string{e.ClientURL}
+		etcdCfg.Endpoints = []string{e.ClientURL}
 	}
-	dial := cfg.Etcd.DialTimeout.D()
-	if dial <= 0 {
-		dial = 5 * time.Second
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: dial,
-		Username:    cfg.Etcd.Username,
-		Password:    cfg.Etcd.Password,
-		Logger:      nopZap(),
-	})
+	cli, err := leader.NewClient(etcdCfg)
 	if err != nil {
 		d.closeEtcd()
-		return nil, fmt.Errorf("daemon: etcd client for %v: %w", endpoints, err)
+		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	d.cli = cli
 	d.keeper = fence.NewClient(fence.ClientConfig{
@@ -134,6 +134,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		Prepare:  inst.PrepareRunDir,
 		Log:      d.log,
 	})
+	d.callbacks = callback.New(cfg.PostgreSQL.Callbacks, cfg.Scope, d.log)
+	d.Add("callbacks", d.callbacks.Run)
 	store := leader.NewStore(cli, cfg.Namespace, cfg.Scope, cfg.Name, d.log)
 	d.loop = leader.NewLoop(store, pgAdapter{in: inst}, leader.Options{
 		Name:      cfg.Name,
@@ -144,6 +146,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		Bootstrap: cfg.Bootstrap.DCS,
 		OnFence:   d.fence,
 		Fence:     keeperFence{d.keeper},
+		OnEvent:   d.postgresEvent,
 		OnCycle: func(dur time.Duration) {
 			for _, h := range d.hooks().cycle {
 				h(dur)
@@ -379,7 +382,18 @@ func (d *Daemon) SetConfig(ctx context.Context, c config.DynamicConfig, rev int6
 // Restart restarts the local Postgres inside the HA loop (between two
 // cycles) and returns when it is up or failed to come up.
 func (d *Daemon) Restart(ctx context.Context) error {
-	return d.loop.Do(ctx, func(ctx context.Context) error { return d.inst.Restart(ctx) })
+	err := d.loop.Do(ctx, func(ctx context.Context) error { return d.inst.Restart(ctx) })
+	if err == nil {
+		d.callbacks.Fire(callback.Event{Action: callback.OnRestart, Role: string(d.loop.Info().Role)})
+	}
+	return err
+}
+
+// postgresEvent turns the loop's observations into callbacks.
+func (d *Daemon) postgresEvent(e leader.PostgresEvent, role cluster.Role) {
+	action := map[leader.PostgresEvent]string{leader.EventStarted: callback.OnStart,
+		leader.EventStopped: callback.OnStop, leader.EventRoleChanged: callback.OnRoleChange}[e]
+	d.callbacks.Fire(callback.Event{Action: action, Role: string(role)})
 }
 
 // Reinitialize wipes the local data dir and re-clones it from the leader,
@@ -411,23 +425,90 @@ func (d *Daemon) Reinitialize(ctx context.Context, force bool) error {
 var ErrNotPossible = errors.New("daemon: not possible")
 
 // ReloadFile re-reads the node's configuration file (SIGHUP, POST
-// /reload) and applies it: tags at once; scope, name, etcd endpoints,
-// postgresql.listen and data_dir changes are reported as needing a
-// restart of the daemon. A file that no longer validates changes nothing.
-func (d *Daemon) ReloadFile(path string) error {
+// /reload), as Patroni's reload does, and applies what can change
+// without a restart: tags at once; postgresql.parameters and pg_hba with
+// a Postgres reload (through the HA loop; settings that need a Postgres
+// restart show as pending_restart); callbacks; and whatever the reload
+// hooks take (the log level, the pooler's settings and user list). Keys
+// that need a daemon restart are named in the log and in the returned
+// error. A file that no longer validates changes nothing.
+func (d *Daemon) ReloadFile(ctx context.Context, path string) error {
 	next, err := config.Load(path)
 	if err != nil {
 		return fmt.Errorf("daemon: reload %s: %w", path, err)
 	}
 	d.mu.Lock()
 	prev := d.cfg
+	d.mu.Unlock()
+	restart := restartOnly(prev, next)
+	err = d.loop.Do(ctx, func(ctx context.Context) error {
+		keys, err := d.inst.SetNodeConfig(next.PostgreSQL)
+		if err != nil {
+			return err
+		}
+		restart = append(restart, keys...)
+		return d.inst.ApplyParameters(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: reload %s: postgresql: %w", path, err)
+	}
+	d.mu.Lock()
 	d.cfg.Tags = next.Tags
+	d.cfg.PostgreSQL.Parameters, d.cfg.PostgreSQL.PgHBA, d.cfg.PostgreSQL.Callbacks = next.PostgreSQL.Parameters, next.PostgreSQL.PgHBA, next.PostgreSQL.Callbacks
+	d.cfg.Log.Level = next.Log.Level
+	hooks := slices.Clone(d.onReload)
 	d.mu.Unlock()
 	d.loop.SetTags(next.Tags)
-	d.log.Info("configuration reloaded", "file", path, "tags", fmt.Sprintf("%+v", next.Tags))
-	if prev.PostgreSQL.Listen != next.PostgreSQL.Listen || prev.PostgreSQL.DataDir != next.PostgreSQL.DataDir ||
-		prev.Scope != next.Scope || prev.Name != next.Name || strings.Join(prev.Etcd.Endpoints, ",") != strings.Join(next.Etcd.Endpoints, ",") {
-		d.log.Warn("configuration reload: scope, name, etcd endpoints, postgresql.listen and data_dir changes need a daemon restart")
+	d.callbacks.SetConfig(next.PostgreSQL.Callbacks)
+	var errs []error
+	for _, h := range hooks {
+		keys, err := h(next)
+		restart = append(restart, keys...)
+		errs = append(errs, err)
+	}
+	slices.Sort(restart)
+	restart = slices.Compact(restart)
+	d.log.Info("configuration reloaded", "file", path, "tags", fmt.Sprintf("%+v", next.Tags), "needs_restart", restart)
+	d.callbacks.Fire(callback.Event{Action: callback.OnReload, Role: string(d.loop.Info().Role)})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("daemon: reload %s: %w", path, err)
+	}
+	if len(restart) > 0 {
+		d.log.Warn("configuration reload: these keys changed but need a daemon restart (systemctl restart pgha)", "keys", strings.Join(restart, ", "))
+		return fmt.Errorf("%w: reloaded, but %s need a daemon restart", ErrNeedsRestart, strings.Join(restart, ", "))
 	}
 	return nil
+}
+
+// ErrNeedsRestart marks a reload that applied what it could while some
+// changed keys wait for a daemon restart.
+var ErrNeedsRestart = errors.New("daemon: some changes need a restart")
+
+// OnReload registers a hook that applies a reloaded configuration (the
+// log level, the pooler) and returns the changed keys it cannot apply
+// without a restart.
+func (d *Daemon) OnReload(fn func(config.Config) ([]string, error)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onReload = append(d.onReload, fn)
+}
+
+// restartOnly lists the keys outside postgresql and pooler that changed
+// and only a daemon restart applies.
+func restartOnly(prev, next config.Config) []string {
+	var keys []string
+	add := func(key string, changed bool) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	add("scope", prev.Scope != next.Scope)
+	add("name", prev.Name != next.Name)
+	add("namespace", prev.Namespace != next.Namespace)
+	add("etcd", !reflect.DeepEqual(prev.Etcd, next.Etcd))
+	add("restapi", !reflect.DeepEqual(prev.RESTAPI, next.RESTAPI))
+	add("watchdog", prev.Watchdog != next.Watchdog)
+	add("log.format", prev.Log.Format != next.Log.Format)
+	add("postgresql.callbacks.timeout", prev.PostgreSQL.Callbacks.Timeout != next.PostgreSQL.Callbacks.Timeout)
+	return keys
 }

@@ -2,13 +2,18 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/pgha/pgha/replication"
 )
 
 // EmbeddedEtcd is a single-member etcd running inside this process.
@@ -22,8 +27,8 @@ type EmbeddedEtcd struct {
 // serving clients on clientAddr and peers on peerAddr (both host:port).
 // It returns once the server is ready, or fails after ready.
 func StartEmbeddedEtcd(ctx context.Context, dir, name, clientAddr, peerAddr string, ready time.Duration) (*EmbeddedEtcd, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("daemon: embedded etcd data dir %s: %w", dir, err)
+	if err := makeEtcdDir(dir); err != nil {
+		return nil, err
 	}
 	cu, err := url.Parse("http://" + clientAddr)
 	if err != nil {
@@ -66,3 +71,34 @@ func (e *EmbeddedEtcd) Close() { e.e.Close() }
 
 // Err reports a fatal server error.
 func (e *EmbeddedEtcd) Err() <-chan error { return e.e.Err() }
+
+// makeEtcdDir creates the embedded etcd's data directory: mode 0700 and
+// this process's own, since it holds the cluster's keys. Its missing
+// parents are made traversable (0755), as they may also lead to the
+// Postgres data directory beside it (the default, <name>.etcd next to
+// it), which os_user must reach. An existing directory must be a
+// directory (not a link to one) that this process owns.
+func makeEtcdDir(dir string) error {
+	if err := replication.MkdirParents(dir); err != nil {
+		return fmt.Errorf("daemon: embedded etcd data dir: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("daemon: embedded etcd data dir %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("daemon: embedded etcd data dir %s is not a directory (or is a link): %w", dir, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("daemon: embedded etcd data dir %s: %w", dir, err)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("daemon: embedded etcd data dir %s belongs to uid %d, not to this daemon (uid %d): move it away or chown it", dir, sys.Uid, os.Geteuid())
+	}
+	if err := f.Chmod(0o700); err != nil {
+		return fmt.Errorf("daemon: embedded etcd data dir %s: %w", dir, err)
+	}
+	return nil
+}

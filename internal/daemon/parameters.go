@@ -2,10 +2,14 @@ package daemon
 
 import (
 	"context"
-	"maps"
+	"errors"
+	"log/slog"
 	"reflect"
 	"slices"
 	"time"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/replication"
 )
 
 // followParameters applies postgresql.parameters of etcd's config key
@@ -15,6 +19,29 @@ import (
 // restart show as pending_restart (/patroni, pghactl list) until
 // `pghactl restart --pending` or a restart.
 func (d *Daemon) followParameters(ctx context.Context) error {
+	return followParameters(ctx, d.loop, d.inst, d.log)
+}
+
+// views is what followParameters reads of the HA loop.
+type views interface {
+	View() (cluster.View, bool)
+	Changed() <-chan struct{}
+}
+
+// parameterWriter is what followParameters needs of the local Postgres.
+type parameterWriter interface {
+	ApplyClusterParameters(ctx context.Context, params map[string]any) (map[string]any, error)
+}
+
+// followParameters hands the parameters of each view it sees to inst
+// itself and has them written and reloaded: the HA loop passes its own
+// read of etcd to the instance (OnView) before it acts, but publishes a
+// later read, so a view's parameters may not have reached the instance
+// yet. Each write is checked by the instance (settings Postgres rejects
+// are dropped with a warning). applied is what the instance reports it
+// wrote, so a view is applied again until the files hold its
+// parameters.
+func followParameters(ctx context.Context, vs views, inst parameterWriter, log *slog.Logger) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var applied map[string]any
@@ -24,28 +51,34 @@ func (d *Daemon) followParameters(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case <-d.Changed():
+		case <-vs.Changed():
 		}
-		v, ok := d.View()
+		v, ok := vs.View()
 		if !ok {
 			continue
 		}
 		want := v.Config.PostgreSQL.Parameters
-		if done && reflect.DeepEqual(want, applied) {
+		if done && sameParameters(want, applied) {
 			continue
 		}
-		// The HA loop passed them to the instance (OnView) before it
-		// published this view; this rewrites the running server's file
-		// and reloads it.
-		if err := d.inst.ApplyParameters(ctx); err != nil {
-			d.log.Warn("cannot apply the cluster's postgresql.parameters; retrying", "err", err)
+		wrote, err := inst.ApplyClusterParameters(ctx, want)
+		if errors.Is(err, replication.ErrNotRunning) {
+			continue // Start writes them
+		}
+		if err != nil {
+			log.Warn("cannot apply the cluster's postgresql.parameters; retrying", "err", err)
 			continue
 		}
 		if done {
-			d.log.Info("applied the cluster's postgresql.parameters (reloaded)", "changed", changedKeys(applied, want))
+			log.Info("applied the cluster's postgresql.parameters (reloaded)", "changed", changedKeys(applied, wrote))
 		}
-		applied, done = maps.Clone(want), true
+		applied, done = wrote, true
 	}
+}
+
+// sameParameters: a and b hold the same settings (nil and empty alike).
+func sameParameters(a, b map[string]any) bool {
+	return len(a) == 0 && len(b) == 0 || reflect.DeepEqual(a, b)
 }
 
 // changedKeys lists the parameters that differ between a and b.

@@ -67,6 +67,11 @@ func (p pgAdapter) FinishPromote(ctx context.Context) error {
 	return p.in.FinishPromote(ctx)
 }
 func (p pgAdapter) Checkpoint(ctx context.Context) error { return p.in.Checkpoint(ctx) }
+func (p pgAdapter) StoppedAt(ctx context.Context) (int64, error) {
+	lsn, err := p.in.CheckpointLocation(ctx)
+	return int64(lsn), err
+}
+
 func (p pgAdapter) SwitchPoint(ctx context.Context) (int64, int64, error) {
 	tl, lsn, err := p.in.SwitchPoint(ctx)
 	return tl, int64(lsn), err
@@ -120,27 +125,8 @@ func (p pgAdapter) Streaming(ctx context.Context) (map[string]string, error) {
 	return p.in.Streaming(ctx)
 }
 
-func (p pgAdapter) SyncSlots(ctx context.Context, members []string) error {
-	want := map[string]bool{}
-	for _, m := range members {
-		name := replication.SlotName(m)
-		want[name] = true
-		if err := p.in.CreateSlot(ctx, name); err != nil {
-			return fmt.Errorf("daemon: slot for member %s: %w", m, err)
-		}
-	}
-	have, err := p.in.Slots(ctx)
-	if err != nil {
-		return fmt.Errorf("daemon: list slots: %w", err)
-	}
-	for _, s := range have {
-		if s.Type == "physical" && !s.Active && !want[s.Name] {
-			if err := p.in.DropSlot(ctx, s.Name); err != nil {
-				return fmt.Errorf("daemon: drop slot %s of a departed member: %w", s.Name, err)
-			}
-		}
-	}
-	return nil
+func (p pgAdapter) SyncSlots(ctx context.Context, want leader.Slots) error {
+	return p.in.SyncSlots(ctx, replication.SlotSpec{Members: want.Members, Permanent: want.Permanent, Ignore: want.Ignore})
 }
 
 func (p pgAdapter) Busy(ctx context.Context) (int, error) {

@@ -113,3 +113,54 @@ func TestSynchronousMode(t *testing.T) {
 		t.Fatalf("a commit returned after %v with no synchronous standby in strict mode", time.Since(start))
 	}
 }
+
+// TestSynchronousNodeCount: synchronous_node_count 2 keeps both replicas
+// synchronous (FIRST 2 in synchronous_standby_names, both named in the
+// sync key once Postgres reports them sync), and setting it back to 1
+// narrows the key before the standby set shrinks.
+func TestSynchronousNodeCount(t *testing.T) {
+	pgtest.RequireUser(t)
+	tc := daemontest.New(t, 3, daemontest.Options{Edit: func(i int, c *config.Config) {
+		c.Bootstrap.DCS.SynchronousMode = true
+		c.Bootstrap.DCS.SynchronousNodeCount = 2
+	}})
+	for _, n := range tc.Nodes {
+		n.Start()
+	}
+	lead := tc.WaitHealthy(3 * time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var others []string
+	for _, n := range tc.Nodes {
+		if n != lead {
+			others = append(others, n.Name)
+		}
+	}
+	wantKey := strings.Join(others, ",")
+	tc.WaitFor(60*time.Second, "two synchronous standbys", func() string {
+		v := tc.View()
+		if v.Sync == nil || v.Sync.SyncStandby != wantKey {
+			return fmt.Sprintf("sync key %+v, want %s", v.Sync, wantKey)
+		}
+		if s := lead.Value(ctx, "SHOW synchronous_standby_names"); !strings.HasPrefix(s, "FIRST 2 (") {
+			return "synchronous_standby_names = " + s
+		}
+		return ""
+	})
+	v := tc.View()
+	dc := v.Config
+	dc.SynchronousNodeCount = 1
+	if err := lead.D.SetConfig(ctx, dc, v.ConfigRevision); err != nil {
+		t.Fatal(err)
+	}
+	tc.WaitFor(60*time.Second, "one synchronous standby", func() string {
+		v := tc.View()
+		if v.Sync == nil || len(v.Sync.Standbys()) != 1 {
+			return fmt.Sprintf("sync key %+v", v.Sync)
+		}
+		if s := lead.Value(ctx, "SHOW synchronous_standby_names"); !strings.HasPrefix(s, "FIRST 1 (") {
+			return "synchronous_standby_names = " + s
+		}
+		return ""
+	})
+}

@@ -16,9 +16,36 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
+
+// enableAuth creates user root (role root) with o.RootPassword and turns
+// authentication on.
+func enableAuth(t testing.TB, url string, o EtcdOptions) {
+	t.Helper()
+	if o.CertFile != "" {
+		t.Fatal("pgtest: EtcdOptions: TLS and RootPassword together are not supported")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("pgtest: etcd client: %v", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cli.UserAdd(ctx, "root", o.RootPassword); err != nil {
+		t.Fatalf("pgtest: etcd user root: %v", err)
+	}
+	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatalf("pgtest: etcd grant root: %v", err)
+	}
+	if _, err := cli.AuthEnable(ctx); err != nil {
+		t.Fatalf("pgtest: etcd auth enable: %v", err)
+	}
+}
 
 // EtcdBinary is Debian's etcd server (package etcd-server).
 const EtcdBinary = "/usr/bin/etcd"
@@ -32,6 +59,24 @@ func loopURL(port int) url.URL {
 // in t.Cleanup.
 func StartEtcd(t testing.TB) []string {
 	t.Helper()
+	return StartEtcdWith(t, EtcdOptions{})
+}
+
+// EtcdOptions shape the etcd StartEtcdWith runs.
+type EtcdOptions struct {
+	// CertFile and KeyFile, when set, make etcd serve clients over TLS
+	// only (https:// URLs) and require a client certificate that CAFile
+	// vouches for.
+	CertFile, KeyFile, CAFile string
+	// RootPassword, when set, turns authentication on: user root with
+	// this password.
+	RootPassword string
+}
+
+// StartEtcdWith is StartEtcd with TLS or authentication (EtcdOptions).
+func StartEtcdWith(t testing.TB, o EtcdOptions) []string {
+	t.Helper()
+	SkipIfShort(t, "etcd")
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken between pick and bind
 		cfg := embed.NewConfig()
@@ -40,6 +85,10 @@ func StartEtcd(t testing.TB) []string {
 		cfg.LogLevel = "error"
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		client, peer := loopURL(FreePort(t)), loopURL(FreePort(t))
+		if o.CertFile != "" {
+			client.Scheme = "https"
+			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: o.CertFile, KeyFile: o.KeyFile, TrustedCAFile: o.CAFile, ClientCertAuth: true}
+		}
 		cfg.ListenClientUrls = []url.URL{client}
 		cfg.AdvertiseClientUrls = []url.URL{client}
 		cfg.ListenPeerUrls = []url.URL{peer}
@@ -63,6 +112,9 @@ func StartEtcd(t testing.TB) []string {
 			t.Fatalf("pgtest: embedded etcd not ready after 30s")
 		}
 		t.Cleanup(e.Close)
+		if o.RootPassword != "" {
+			enableAuth(t, client.String(), o)
+		}
 		return []string{client.String()}
 	}
 	t.Fatalf("pgtest: start embedded etcd: %v", lastErr)
@@ -101,6 +153,7 @@ func (c *EtcdCluster) Endpoints() []string {
 // every member is healthy, and kills them all in t.Cleanup.
 func StartEtcdBinaryCluster(t testing.TB, n int) *EtcdCluster {
 	t.Helper()
+	SkipIfShort(t, "etcd")
 	if _, err := os.Stat(EtcdBinary); err != nil {
 		t.Skipf("pgtest: SKIPPED: %s is missing: install etcd-server (scripts/install-deps.sh) to run this test", EtcdBinary)
 	}

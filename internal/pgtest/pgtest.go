@@ -33,12 +33,22 @@ const (
 // root (pgtest switches to OSUser) or is OSUser.
 func RequireUser(t testing.TB) {
 	t.Helper()
+	SkipIfShort(t, "Postgres")
 	u, err := user.Lookup(OSUser)
 	if err != nil {
 		t.Fatalf("pgtest: OS user %q does not exist: install postgresql-15 (scripts/install-deps.sh) which creates it", OSUser)
 	}
 	if euid := os.Geteuid(); euid != 0 && strconv.Itoa(euid) != u.Uid {
 		t.Fatalf("pgtest: tests start real Postgres and must run as root (pgtest switches to %s) or as %s; running as uid %d", OSUser, OSUser, euid)
+	}
+}
+
+// SkipIfShort skips an integration test in the fast tier (go test
+// -short, make check): what needs names what it would start.
+func SkipIfShort(t testing.TB, needs string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("integration test (needs %s): skipped with -short", needs)
 	}
 }
 

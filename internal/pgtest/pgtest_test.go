@@ -86,6 +86,7 @@ func itoa(n int) string {
 }
 
 func TestNewPrimary(t *testing.T) {
+	pgtest.SkipIfShort(t, "Postgres")
 	var dataDir string
 	var inst interface{ IsRunning() bool }
 	t.Run("node", func(t *testing.T) {

@@ -1,0 +1,136 @@
+package callback
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/config"
+)
+
+func TestSplit(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{in: "/usr/local/bin/cb.sh", want: []string{"/usr/local/bin/cb.sh"}},
+		{in: "  /bin/cb  --flag 'two words'  ", want: []string{"/bin/cb", "--flag", "two words"}},
+		{in: `/bin/cb "a \"b\" \$c" back\ slash ''`, want: []string{"/bin/cb", `a "b" $c`, "back slash", ""}},
+		{in: `/bin/cb 'open`, err: true},
+		{in: `/bin/cb \`, err: true},
+	} {
+		got, err := Split(tt.in)
+		if tt.err != (err != nil) || (!tt.err && !reflect.DeepEqual(got, tt.want)) {
+			t.Errorf("Split(%q) = %q, %v; want %q (error %v)", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// script writes an executable shell script into dir.
+func script(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lockedBuf) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuf) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func start(t *testing.T, cfg config.Callbacks) (*Runner, *lockedBuf) {
+	t.Helper()
+	var logs lockedBuf
+	r := New(cfg, "demo", slog.New(slog.NewTextHandler(&logs, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r, &logs
+}
+
+// TestRunnerArguments: scripts get Patroni's arguments (action, role,
+// scope), in the order the events happened.
+func TestRunnerArguments(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "calls")
+	cb := script(t, dir, "cb.sh", `echo "$@" >> `+out)
+	r, _ := start(t, config.Callbacks{OnStart: cb, OnRoleChange: cb + " --extra"})
+	r.Fire(Event{Action: OnStart, Role: "replica"})
+	r.Fire(Event{Action: OnStop, Role: "replica"}) // no script: ignored
+	waitFor(t, "on_start ran", func() bool { b, _ := os.ReadFile(out); return strings.Count(string(b), "\n") == 1 })
+	r.Fire(Event{Action: OnRoleChange, Role: "primary"})
+	waitFor(t, "on_role_change ran", func() bool { b, _ := os.ReadFile(out); return strings.Count(string(b), "\n") == 2 })
+	b, _ := os.ReadFile(out)
+	if want := "on_start replica demo\n--extra on_role_change primary demo\n"; string(b) != want {
+		t.Fatalf("calls:\n%s\nwant:\n%s", b, want)
+	}
+}
+
+// TestRunnerTimeoutAndFailure: a script past its timeout is killed, one
+// that fails is logged with its output; neither stops the runner.
+func TestRunnerTimeoutAndFailure(t *testing.T) {
+	dir := t.TempDir()
+	slow := script(t, dir, "slow.sh", "sleep 30")
+	bad := script(t, dir, "bad.sh", "echo 'no route to pgbouncer' >&2; exit 3")
+	r, logs := start(t, config.Callbacks{OnStart: slow, OnStop: bad, Timeout: config.Duration(200 * time.Millisecond)})
+	began := time.Now()
+	r.Fire(Event{Action: OnStart, Role: "primary"})
+	waitFor(t, "the slow script killed", func() bool { return strings.Contains(logs.String(), "killed after its timeout") })
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("the slow script ran %s with a 200ms timeout", d)
+	}
+	r.Fire(Event{Action: OnStop, Role: "primary"})
+	waitFor(t, "the failure logged", func() bool { return strings.Contains(logs.String(), "no route to pgbouncer") })
+}
+
+// TestRunnerSupersedes: a new event kills the script still running for
+// the previous one (Patroni's behaviour), and its own script runs.
+func TestRunnerSupersedes(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "calls")
+	slow := script(t, dir, "slow.sh", "sleep 30; echo slow >> "+out)
+	fast := script(t, dir, "fast.sh", `echo "$1" >> `+out)
+	r, logs := start(t, config.Callbacks{OnStart: slow, OnRoleChange: fast})
+	r.Fire(Event{Action: OnStart, Role: "replica"})
+	// Whether or not the slow script has started yet, the next event ends it.
+	r.Fire(Event{Action: OnRoleChange, Role: "primary"})
+	waitFor(t, "on_role_change ran", func() bool { b, _ := os.ReadFile(out); return string(b) == "on_role_change\n" })
+	if !strings.Contains(logs.String(), "superseded") {
+		t.Fatalf("no superseded line:\n%s", logs.String())
+	}
+}
