@@ -447,21 +447,7 @@ func (p *Pooler) followPrimary(ctx context.Context) {
 // in use or ctx ends.
 func (p *Pooler) Pause(ctx context.Context) error {
 	p.paused.Store(true)
-	for {
-		busy := 0
-		for _, pl := range p.poolList() {
-			a, _, _, _ := pl.counts()
-			busy += a
-		}
-		if busy == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pooler: pause: %d server connections still busy: %w", busy, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	return p.waitIdle(ctx, "")
 }
 
 // Resume lets waiting clients continue.
