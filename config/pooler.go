@@ -102,7 +102,90 @@ type Pooler struct {
 
 	// ClientTLS enables TLS towards clients.
 	ClientTLS ClientTLS `yaml:"client_tls" json:"client_tls"`
+
+	// MaxUserConnections caps server connections per user over all
+	// databases; 0 means no cap.
+	MaxUserConnections int `yaml:"max_user_connections" json:"max_user_connections"`
+	// StatsPeriod is how often the averages of SHOW STATS are renewed.
+	StatsPeriod Duration `yaml:"stats_period" json:"stats_period"`
+	// TrackExtraParameters are settings, beyond client_encoding,
+	// DateStyle, TimeZone, standard_conforming_strings and
+	// application_name, that a client may send at startup (directly or
+	// as -c in options) and that follow it to every server connection
+	// it uses (PgBouncer's key and default: IntervalStyle). Settings
+	// Postgres does not report back (search_path on Postgres 15) follow
+	// the value the client sent at startup.
+	TrackExtraParameters []string `yaml:"track_extra_parameters" json:"track_extra_parameters"`
+	// IgnoreStartupParameters are startup parameters accepted and
+	// dropped; any other unknown one ends the login with PgBouncer's
+	// "unsupported startup parameter". "options" here drops unknown
+	// settings inside options.
+	IgnoreStartupParameters []string `yaml:"ignore_startup_parameters" json:"ignore_startup_parameters"`
+
+	// Databases are PgBouncer's [databases] entries by the name clients
+	// use; "*" is the fallback for other names. With none, every
+	// database name is accepted as is; with some and no "*", other names
+	// are refused ("no such database").
+	Databases map[string]PoolerDatabase `yaml:"databases" json:"databases"`
+	// Users are PgBouncer's [users] entries.
+	Users map[string]PoolerUser `yaml:"users" json:"users"`
 }
+
+// PoolerDatabase overrides settings for one database (PgBouncer's
+// [databases] keys). A nil number (or "") inherits the global setting.
+type PoolerDatabase struct {
+	// DBName is the database on Postgres (default: the name clients use).
+	DBName string `yaml:"dbname" json:"dbname"`
+	// User and Password force one server login for every client of this
+	// database (PgBouncer's forced user); Password may be left empty
+	// when auth_file has the user.
+	User     string `yaml:"user" json:"user"`
+	Password string `yaml:"password" json:"password"`
+
+	PoolSize        *int `yaml:"pool_size" json:"pool_size"`
+	MinPoolSize     *int `yaml:"min_pool_size" json:"min_pool_size"`
+	ReservePoolSize *int `yaml:"reserve_pool_size" json:"reserve_pool_size"`
+	// ReservePool is PgBouncer's older name of ReservePoolSize.
+	ReservePool *int   `yaml:"reserve_pool" json:"reserve_pool"`
+	PoolMode    string `yaml:"pool_mode" json:"pool_mode"`
+	// MaxDBConnections 0 inherits max_db_connections.
+	MaxDBConnections int `yaml:"max_db_connections" json:"max_db_connections"`
+	// ServerLifetime 0 inherits server_lifetime.
+	ServerLifetime Duration `yaml:"server_lifetime" json:"server_lifetime"`
+	// ConnectQuery runs on each new server connection before use; its
+	// errors are logged.
+	ConnectQuery string `yaml:"connect_query" json:"connect_query"`
+	// ClientEncoding, DateStyle and TimeZone are asked of the server at
+	// login, so clients that do not set them get these.
+	ClientEncoding string `yaml:"client_encoding" json:"client_encoding"`
+	DateStyle      string `yaml:"datestyle" json:"datestyle"`
+	TimeZone       string `yaml:"timezone" json:"timezone"`
+}
+
+// Reserve is the reserve_pool_size override under either name.
+func (d PoolerDatabase) Reserve() *int {
+	if d.ReservePoolSize != nil {
+		return d.ReservePoolSize
+	}
+	return d.ReservePool
+}
+
+// PoolerUser overrides settings for one user (PgBouncer's [users] keys).
+type PoolerUser struct {
+	PoolMode        string `yaml:"pool_mode" json:"pool_mode"`
+	PoolSize        *int   `yaml:"pool_size" json:"pool_size"`
+	ReservePoolSize *int   `yaml:"reserve_pool_size" json:"reserve_pool_size"`
+	// MaxUserConnections 0 inherits max_user_connections.
+	MaxUserConnections int `yaml:"max_user_connections" json:"max_user_connections"`
+	// ClientIdleTimeout and IdleTransactionTimeout, when set, replace
+	// the global ones for this user's clients.
+	ClientIdleTimeout      Duration `yaml:"client_idle_timeout" json:"client_idle_timeout"`
+	IdleTransactionTimeout Duration `yaml:"idle_transaction_timeout" json:"idle_transaction_timeout"`
+}
+
+// MaxTrackedParameters bounds the settings carried per client: the five
+// PgBouncer always tracks plus track_extra_parameters.
+const MaxTrackedParameters = 32
 
 // ClientTLS is the client-facing TLS setup (PgBouncer's client_tls_*).
 type ClientTLS struct {
@@ -138,7 +221,17 @@ func DefaultPooler() Pooler {
 		MaxPendingLogins:            256,
 		AuthType:                    "scram-sha-256",
 		ClientTLS:                   ClientTLS{SSLMode: "disable"},
+		StatsPeriod:                 Duration(60 * time.Second),
+		TrackExtraParameters:        []string{"IntervalStyle"},
 	}
+}
+
+// Validate checks the pooler section alone, as pgha's config check does
+// (keys named pooler.*); a disabled pooler is not checked.
+func (c *Pooler) Validate() error {
+	var p problems
+	c.validate(&p, "pooler")
+	return p.err()
 }
 
 func (c *Pooler) validate(p *problems, path string) {
@@ -201,6 +294,14 @@ func (c *Pooler) validate(p *problems, path string) {
 			p.add(path+".hba", "rule %d %q: write \"host DATABASE USER ADDRESS METHOD\"", i, r)
 		}
 	}
+	if c.MaxUserConnections < 0 {
+		p.add(path+".max_user_connections", "%d: must not be negative (0 means no cap)", c.MaxUserConnections)
+	}
+	if c.StatsPeriod.D() < time.Second {
+		p.add(path+".stats_period", "%v: use at least 1s (PgBouncer's default is 60s)", c.StatsPeriod.D())
+	}
+	c.validateParams(p, path)
+	c.validateDatabases(p, path)
 	switch c.ClientTLS.SSLMode {
 	case "", "disable":
 	case "allow", "prefer", "require":
@@ -209,5 +310,108 @@ func (c *Pooler) validate(p *problems, path string) {
 		}
 	default:
 		p.add(path+".client_tls.sslmode", "%q is not disable, allow, prefer or require", c.ClientTLS.SSLMode)
+	}
+}
+
+// alwaysTracked are the settings PgBouncer carries for every client.
+var alwaysTracked = []string{"client_encoding", "DateStyle", "TimeZone", "standard_conforming_strings", "application_name"}
+
+// TrackedParameters is the settings carried per client: the five
+// PgBouncer always tracks, then track_extra_parameters, without
+// duplicates (names compare without case, as Postgres's do).
+func (c *Pooler) TrackedParameters() []string {
+	out := append([]string(nil), alwaysTracked...)
+next:
+	for _, n := range c.TrackExtraParameters {
+		for _, o := range out {
+			if strings.EqualFold(o, n) {
+				continue next
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func (c *Pooler) validateParams(p *problems, path string) {
+	for i, n := range c.TrackExtraParameters {
+		switch {
+		case !gucName(n):
+			p.add(path+".track_extra_parameters", "entry %d %q is not a setting name (letters, digits, _ and .)", i, n)
+		case strings.EqualFold(n, "options"), strings.EqualFold(n, "user"), strings.EqualFold(n, "database"), strings.EqualFold(n, "replication"):
+			p.add(path+".track_extra_parameters", "entry %d %q is a startup parameter, not a setting: only the settings inside options can be tracked", i, n)
+		}
+	}
+	if n := len(c.TrackedParameters()); n > MaxTrackedParameters {
+		p.add(path+".track_extra_parameters", "%d settings: at most %d can be tracked with the five always tracked", n-len(alwaysTracked), MaxTrackedParameters-len(alwaysTracked))
+	}
+}
+
+// gucName reports whether s looks like a Postgres setting name.
+func gucName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Pooler) validateDatabases(p *problems, path string) {
+	mode := func(key, m string) {
+		switch m {
+		case "", "session", "transaction", "statement":
+		default:
+			p.add(key, "%q is not session, transaction or statement", m)
+		}
+	}
+	size := func(key string, v *int, min int) {
+		if v != nil && *v < min {
+			p.add(key, "%d: use at least %d", *v, min)
+		}
+	}
+	for name, d := range c.Databases {
+		key := path + ".databases." + name
+		switch {
+		case name == "":
+			p.add(path+".databases", "an entry has an empty name")
+		case strings.EqualFold(name, "pgbouncer") || strings.EqualFold(name, "pgha"):
+			p.add(key, "%q is the admin console's name: pick another", name)
+		}
+		mode(key+".pool_mode", d.PoolMode)
+		size(key+".pool_size", d.PoolSize, 1)
+		size(key+".min_pool_size", d.MinPoolSize, 0)
+		size(key+".reserve_pool_size", d.Reserve(), 0)
+		if d.ReservePool != nil && d.ReservePoolSize != nil {
+			p.add(key+".reserve_pool", "set together with reserve_pool_size (its newer name): keep one")
+		}
+		if d.MaxDBConnections < 0 {
+			p.add(key+".max_db_connections", "%d: must not be negative (0 inherits max_db_connections)", d.MaxDBConnections)
+		}
+		if d.Password != "" && d.User == "" {
+			p.add(key+".password", "set without user: the password is the forced user's")
+		}
+		ps := c.DefaultPoolSize
+		if d.PoolSize != nil {
+			ps = *d.PoolSize
+		}
+		if d.MinPoolSize != nil && *d.MinPoolSize > ps {
+			p.add(key+".min_pool_size", "%d: use 0 to the database's pool_size (%d)", *d.MinPoolSize, ps)
+		}
+	}
+	for name, u := range c.Users {
+		key := path + ".users." + name
+		if name == "" {
+			p.add(path+".users", "an entry has an empty name")
+		}
+		mode(key+".pool_mode", u.PoolMode)
+		size(key+".pool_size", u.PoolSize, 1)
+		size(key+".reserve_pool_size", u.ReservePoolSize, 0)
+		if u.MaxUserConnections < 0 {
+			p.add(key+".max_user_connections", "%d: must not be negative (0 inherits max_user_connections)", u.MaxUserConnections)
+		}
 	}
 }

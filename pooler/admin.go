@@ -45,13 +45,20 @@ func (r *resultSet) add(vals ...any) {
 	r.rows = append(r.rows, row)
 }
 
+// cols reads a column list "name name:i ..." where :i is int4, :q int8,
+// :N numeric (PgBouncer's types) and the rest text.
 func cols(spec string) []column {
 	var out []column
 	for _, f := range strings.Fields(spec) {
 		name, typ, _ := strings.Cut(f, ":")
 		oid := int32(25)
-		if typ == "i" {
+		switch typ {
+		case "i":
+			oid = 23
+		case "q":
 			oid = 20
+		case "N":
+			oid = 1700
 		}
 		out = append(out, column{name: name, oid: oid})
 	}
@@ -108,6 +115,7 @@ func (p *Pooler) serveAdmin(c *client) error {
 }
 
 // adminQuery runs one console command and returns the protocol answer.
+// Commands and their errors follow PgBouncer's src/admin.c.
 func (p *Pooler) adminQuery(q string, admin bool) ([]byte, bool) {
 	var m msgBuilder
 	words := strings.Fields(strings.TrimRight(strings.TrimSpace(q), "; \t\n"))
@@ -124,9 +132,17 @@ func (p *Pooler) adminQuery(q string, admin bool) ([]byte, bool) {
 	}
 	if cmd == "SHOW" {
 		if arg == "" {
-			return fail("42601", "SHOW needs a subject: POOLS, CLIENTS, SERVERS, STATS, DATABASES, CONFIG, VERSION, LISTS")
+			return fail("42601", "SHOW needs a subject: try SHOW HELP")
 		}
-		rs, err := p.show(strings.ToUpper(arg))
+		what := strings.ToUpper(arg)
+		if what == "HELP" {
+			return m.begin('N').byte1('S').str("NOTICE").byte1('C').str("00000").byte1('M').str("Console usage").
+				byte1('D').str(consoleHelp).byte1(0).end().begin('C').str("SHOW").end().readyForQuery('I').b, false
+		}
+		if what == "FDS" && !admin {
+			return fail("42501", "admin access needed")
+		}
+		rs, err := p.show(what)
 		if err != nil {
 			return fail("42601", err.Error())
 		}
@@ -137,223 +153,255 @@ func (p *Pooler) adminQuery(q string, admin bool) ([]byte, bool) {
 		return m.begin('C').str("SHOW").end().readyForQuery('I').b, false
 	}
 	if !admin {
-		return fail("42501", "admin access needed: user is only in stats_users")
+		return fail("42501", "admin access needed")
 	}
-	stop := false
+	if err := p.adminCommand(cmd, arg, len(words) > 2); err != nil {
+		return fail(err.code, err.msg)
+	}
+	return m.begin('C').str(cmd).end().readyForQuery('I').b, cmd == "SHUTDOWN"
+}
+
+const consoleHelp = `
+	SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION
+	SHOW FDS|LISTS|MEM|STATE
+	SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS
+	RELOAD
+	PAUSE [<db>]
+	RESUME [<db>]
+	DISABLE <db>
+	ENABLE <db>
+	RECONNECT [<db>]
+	KILL [<db>]
+	KILL_CLIENT <client_id>
+	SHUTDOWN
+	WAIT_CLOSE [<db>]`
+
+// adminError is a console command's refusal.
+type adminError struct{ code, msg string }
+
+func syntaxErr(format string, args ...any) *adminError {
+	return &adminError{code: "42601", msg: fmt.Sprintf(format, args...)}
+}
+
+// adminCommand runs one command of admin_users.
+func (p *Pooler) adminCommand(cmd, arg string, extra bool) *adminError {
+	if extra {
+		return syntaxErr("%s takes at most one argument", cmd)
+	}
+	noSuchDB := func() *adminError { return &adminError{code: "08P01", msg: "no such database: " + arg} }
+	isConsole := arg == "pgbouncer" || arg == "pgha"
 	switch cmd {
 	case "PAUSE":
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err := p.Pause(ctx)
-		cancel()
-		if err != nil {
-			return fail(codeConnFailure, err.Error())
+		if p.paused.Load() {
+			return &adminError{code: "08P01", msg: "already suspended/paused"}
 		}
+		if isConsole {
+			return &adminError{code: "08P01", msg: "cannot pause admin db: " + arg}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if arg == "" {
+			p.paused.Store(true)
+		} else if !p.knownDB(arg) {
+			return noSuchDB()
+		} else {
+			p.dbState(arg).paused.Store(true)
+		}
+		// As PgBouncer, PAUSE returns once the database's server
+		// connections are released, and closes them.
+		if err := p.waitIdle(ctx, arg); err != nil {
+			return &adminError{code: codeConnFailure, msg: err.Error()}
+		}
+		p.reconnectDB(arg, false)
 	case "RESUME":
-		p.Resume()
+		if arg == "" {
+			if !p.paused.Load() && !p.anyDBPaused() {
+				return &adminError{code: "08P01", msg: "pooler is not paused/suspended"}
+			}
+			p.Resume()
+			p.mu.Lock()
+			for _, st := range p.dbStates {
+				st.paused.Store(false)
+			}
+			p.mu.Unlock()
+		} else {
+			st := p.dbStateIf(arg)
+			if st == nil {
+				return noSuchDB()
+			}
+			if !st.paused.Load() {
+				return &adminError{code: "08P01", msg: fmt.Sprintf("database %s is not paused", arg)}
+			}
+			st.paused.Store(false)
+		}
+		for _, pl := range p.poolList() {
+			pl.wakeAll()
+		}
+	case "DISABLE", "ENABLE":
+		if arg == "" {
+			return &adminError{code: "08P01", msg: "a database is required"}
+		}
+		if isConsole {
+			return &adminError{code: "08P01", msg: "cannot disable admin db: " + arg}
+		}
+		if !p.knownDB(arg) {
+			return noSuchDB()
+		}
+		p.dbState(arg).disabled.Store(cmd == "DISABLE")
 	case "RELOAD":
+		if arg != "" {
+			return syntaxErr("RELOAD takes no argument")
+		}
 		if err := p.loadAuth(); err != nil {
-			return fail("F0000", err.Error())
+			return &adminError{code: "F0000", msg: err.Error()}
 		}
 	case "RECONNECT":
-		p.Reconnect(false)
+		if isConsole {
+			return &adminError{code: "08P01", msg: "cannot reconnect admin db: " + arg}
+		}
+		if arg != "" && !p.knownDB(arg) {
+			return noSuchDB()
+		}
+		p.reconnectDB(arg, false)
 	case "KILL":
-		if arg == "" {
-			return fail("42601", "KILL needs a database name")
+		if p.paused.Load() {
+			return &adminError{code: "08P01", msg: "already suspended/paused"}
+		}
+		if isConsole {
+			return &adminError{code: "08P01", msg: "cannot kill admin db: " + arg}
+		}
+		if arg != "" && !p.knownDB(arg) {
+			return noSuchDB()
 		}
 		p.kill(arg)
+	case "KILL_CLIENT":
+		id, err := strconv.ParseUint(arg, 10, 64)
+		if err != nil {
+			return &adminError{code: "08P01", msg: "invalid client pointer supplied"}
+		}
+		c := p.clientByID(id)
+		if c == nil {
+			return &adminError{code: "08P01", msg: "client not found"}
+		}
+		c.endBy(errKilledAdmin)
 	case "WAIT_CLOSE":
+		if isConsole {
+			return &adminError{code: "08P01", msg: "cannot wait in admin db: " + arg}
+		}
 		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) && p.serverCount(arg) > 0 {
-			p.Reconnect(false)
+		for time.Now().Before(deadline) && p.closeNeeded(arg) > 0 {
+			p.reconnectDB(arg, false)
 			time.Sleep(20 * time.Millisecond)
 		}
 	case "SHUTDOWN":
+		if arg != "" {
+			return syntaxErr("SHUTDOWN WAIT_FOR_SERVERS and WAIT_FOR_CLIENTS are not supported: stop pgha instead")
+		}
 		p.shutOnce.Do(func() { close(p.shutdown) })
-		stop = true
+	case "SUSPEND":
+		return &adminError{code: codeFeatureNotSupp, msg: "SUSPEND is not supported (it serves PgBouncer's online restart, which pgha does not have)"}
+	case "SET":
+		return &adminError{code: codeFeatureNotSupp, msg: "SET is not supported: change the pooler section of pgha's config and reload"}
 	default:
-		return fail("42601", fmt.Sprintf("unknown command %q: try SHOW, PAUSE, RESUME, RELOAD, RECONNECT, KILL, WAIT_CLOSE, SHUTDOWN", words[0]))
+		return syntaxErr("unknown command %q: try SHOW HELP", cmd)
 	}
-	return m.begin('C').str(cmd).end().readyForQuery('I').b, stop
+	return nil
 }
 
-func (p *Pooler) show(what string) (*resultSet, error) {
-	rs := &resultSet{}
-	pools := p.poolList()
-	sort.Slice(pools, func(i, j int) bool {
-		a, b := pools[i].key, pools[j].key
-		return a.db+"\x00"+a.user < b.db+"\x00"+b.user
-	})
-	mode := p.cfg.PoolMode
-	switch what {
-	case "POOLS":
-		rs.cols = cols("database user cl_active:i cl_waiting:i cl_active_cancel_req:i cl_waiting_cancel_req:i sv_active:i sv_active_cancel:i sv_being_canceled:i sv_idle:i sv_used:i sv_tested:i sv_login:i maxwait:i maxwait_us:i pool_mode")
-		for _, pl := range pools {
-			active, idle, waiting, _ := pl.counts()
-			cl := int(pl.nclients.Load())
-			var login, tested int
-			for _, s := range pl.servers() {
-				switch s.state.Load() {
-				case srvLogin:
-					login++
-				case srvTested:
-					tested++
-				}
-			}
-			parked := pl.parkedCount()
-			rs.add(pl.key.name(), pl.key.user, cl-waiting, waiting, 0, 0, active-parked, 0, parked, idle, 0, tested, login, 0, 0, mode)
-		}
-	case "CLIENTS":
-		rs.cols = cols("type user database state addr port:i local_addr local_port:i connect_time request_time wait:i wait_us:i close_needed:i ptr link remote_pid:i tls application_name prepared_statements:i")
-		for _, c := range p.clientList() {
-			state := [...]string{"idle", "active", "waiting"}[c.state.Load()]
-			host, port := hostPort(c.conn.RemoteAddr().String())
-			lhost, lport := hostPort(c.conn.LocalAddr().String())
-			link := ""
-			c.mu.Lock()
-			if c.srv != nil {
-				link = fmt.Sprintf("%p", c.srv)
-				state = "active"
-			}
-			app := c.tracked[5]
-			c.mu.Unlock()
-			rs.add("C", c.user, c.db, state, host, port, lhost, lport, c.since.Format(time.DateTime), c.since.Format(time.DateTime),
-				0, 0, 0, fmt.Sprintf("%p", c), link, 0, "", app, len(c.stmts))
-		}
-	case "SERVERS":
-		rs.cols = cols("type user database state addr port:i local_addr local_port:i connect_time request_time wait:i wait_us:i close_needed:i ptr link remote_pid:i tls application_name prepared_statements:i")
-		for _, pl := range pools {
-			for _, s := range pl.servers() {
-				state := [...]string{"idle", "active", "used", "tested", "login"}[s.state.Load()]
-				host, port := hostPort(s.addr)
-				lhost, lport := hostPort(s.conn.LocalAddr().String())
-				link := ""
-				if c := s.client.Load(); c != nil {
-					link = fmt.Sprintf("%p", c)
-				}
-				rs.add("S", pl.key.user, pl.key.name(), state, host, port, lhost, lport, s.createdAt.Format(time.DateTime),
-					s.lastUsed.Format(time.DateTime), 0, 0, 0, fmt.Sprintf("%p", s), link, int64(s.pid), "", "", 0)
-			}
-		}
-	case "STATS", "STATS_TOTALS":
-		rs.cols = cols("database total_xact_count:i total_query_count:i total_received:i total_sent:i total_xact_time:i total_query_time:i total_wait_time:i avg_xact_count:i avg_query_count:i avg_recv:i avg_sent:i avg_xact_time:i avg_query_time:i avg_wait_time:i")
-		byDB := map[string]*[4]int64{}
-		var order []string
-		for _, pl := range pools {
-			t := byDB[pl.key.name()]
-			if t == nil {
-				t = &[4]int64{}
-				byDB[pl.key.name()] = t
-				order = append(order, pl.key.name())
-			}
-			t[0] += pl.stats.xact.Load()
-			t[1] += pl.stats.query.Load()
-			t[2] += pl.stats.recvBytes.Load()
-			t[3] += pl.stats.sentBytes.Load()
-			_ = t
-		}
-		for _, db := range order {
-			t := byDB[db]
-			var wait int64
-			for _, pl := range pools {
-				if pl.key.name() == db {
-					wait += pl.stats.waitNanos.Load() / 1000
-				}
-			}
-			rs.add(db, t[0], t[1], t[2], t[3], 0, 0, wait, 0, 0, 0, 0, 0, 0, 0)
-		}
-	case "DATABASES":
-		rs.cols = cols("name host port:i database force_user pool_size:i min_pool_size:i reserve_pool:i pool_mode max_connections:i current_connections:i paused:i disabled:i")
-		host, port := "", 0
-		if a, ok := p.router.Primary(); ok {
-			host, port = hostPort(a)
-		}
-		seen := map[string]bool{}
-		for _, pl := range pools {
-			if seen[pl.key.name()] {
-				continue
-			}
-			seen[pl.key.name()] = true
-			h, pt := host, port
-			if pl.key.readOnly {
-				h, pt = "", 0 // spread over the replicas
-			}
-			rs.add(pl.key.name(), h, pt, pl.key.db, "", p.cfg.DefaultPoolSize, p.cfg.MinPoolSize, p.cfg.ReservePoolSize,
-				mode, p.cfg.MaxDBConnections, p.serverCount(pl.key.db), p.paused.Load(), 0)
-		}
-		rs.add("pgbouncer", "", port, "pgbouncer", "pgbouncer", 2, 0, 0, "statement", 0, 0, 0, 0)
-	case "CONFIG":
-		rs.cols = cols("key value default changeable")
-		for _, kv := range p.configRows() {
-			rs.add(kv[0], kv[1], kv[2], "no")
-		}
-	case "VERSION":
-		rs.cols = cols("version")
-		rs.add(Version)
-	case "LISTS":
-		rs.cols = cols("list items:i")
-		var used, free int
-		for _, pl := range pools {
-			a, i, _, _ := pl.counts()
-			used += a
-			free += i
-		}
-		users := map[string]bool{}
-		dbs := map[string]bool{}
-		for _, pl := range pools {
-			users[pl.key.user] = true
-			dbs[pl.key.db] = true
-		}
-		ncl := len(p.clientList())
-		for _, r := range []struct {
-			k string
-			v int
-		}{{"databases", len(dbs)}, {"users", len(users)}, {"peers", 0}, {"pools", len(pools)}, {"peer_pools", 0},
-			{"free_clients", 0}, {"used_clients", ncl}, {"login_clients", int(p.pending.Load())}, {"free_servers", free}, {"used_servers", used},
-			{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0}} {
-			rs.add(r.k, r.v)
-		}
-	default:
-		return nil, fmt.Errorf("unknown SHOW subject %q: try POOLS, CLIENTS, SERVERS, STATS, DATABASES, CONFIG, VERSION, LISTS", what)
+// knownDB reports whether a console command may name db: a configured
+// [databases] entry, a database with pools, or any name when every name
+// is served.
+func (p *Pooler) knownDB(db string) bool {
+	if _, ok := p.dbEntry(db); ok && db != "*" {
+		return true
 	}
-	return rs, nil
+	return p.dbStateIf(db) != nil
 }
 
-func (p *Pooler) configRows() [][3]string {
-	c, d := p.cfg, defaultsForShow()
-	dur := func(x interface{ Seconds() float64 }) string { return strconv.FormatFloat(x.Seconds(), 'f', -1, 64) }
-	return [][3]string{
-		{"listen_addr", c.Listen, d.Listen},
-		{"pool_mode", c.PoolMode, d.PoolMode},
-		{"default_pool_size", strconv.Itoa(c.DefaultPoolSize), strconv.Itoa(d.DefaultPoolSize)},
-		{"min_pool_size", strconv.Itoa(c.MinPoolSize), strconv.Itoa(d.MinPoolSize)},
-		{"reserve_pool_size", strconv.Itoa(c.ReservePoolSize), strconv.Itoa(d.ReservePoolSize)},
-		{"reserve_pool_timeout", dur(c.ReservePoolTimeout), dur(d.ReservePoolTimeout)},
-		{"max_client_conn", strconv.Itoa(c.MaxClientConn), strconv.Itoa(d.MaxClientConn)},
-		{"max_db_connections", strconv.Itoa(c.MaxDBConnections), strconv.Itoa(d.MaxDBConnections)},
-		{"query_wait_timeout", dur(c.QueryWaitTimeout), dur(d.QueryWaitTimeout)},
-		{"client_idle_timeout", dur(c.ClientIdleTimeout), dur(d.ClientIdleTimeout)},
-		{"server_idle_timeout", dur(c.ServerIdleTimeout), dur(d.ServerIdleTimeout)},
-		{"server_lifetime", dur(c.ServerLifetime), dur(d.ServerLifetime)},
-		{"idle_transaction_timeout", dur(c.IdleTransactionTimeout), dur(d.IdleTransactionTimeout)},
-		{"server_connect_timeout", dur(c.ServerConnectTimeout), dur(d.ServerConnectTimeout)},
-		{"server_login_retry", dur(c.ServerLoginRetry), dur(d.ServerLoginRetry)},
-		{"server_reset_query", c.ServerResetQuery, d.ServerResetQuery},
-		{"server_check_delay", dur(c.ServerCheckDelay), dur(d.ServerCheckDelay)},
-		{"server_check_query", c.ServerCheckQuery, d.ServerCheckQuery},
-		{"max_prepared_statements", strconv.Itoa(c.MaxPreparedStatements), strconv.Itoa(d.MaxPreparedStatements)},
-		{"max_packet_size", strconv.FormatInt(int64(c.MaxPacketSize), 10), strconv.FormatInt(int64(d.MaxPacketSize), 10)},
-		{"max_client_prepared_statements", strconv.Itoa(c.MaxClientPreparedStatements), strconv.Itoa(d.MaxClientPreparedStatements)},
-		{"client_login_timeout", dur(c.ClientLoginTimeout), dur(d.ClientLoginTimeout)},
-		{"max_pending_logins", strconv.Itoa(c.MaxPendingLogins), strconv.Itoa(d.MaxPendingLogins)},
-		{"auth_type", c.AuthType, d.AuthType},
-		{"auth_file", c.AuthFile, d.AuthFile},
-		{"auth_query", c.AuthQuery, d.AuthQuery},
-		{"auth_user", c.AuthUser, d.AuthUser},
-		{"admin_users", strings.Join(c.AdminUsers, ","), ""},
-		{"stats_users", strings.Join(c.StatsUsers, ","), ""},
-		{"client_tls_sslmode", c.ClientTLS.SSLMode, d.ClientTLS.SSLMode},
-		{"unix_socket_dir", c.UnixSocketDir, d.UnixSocketDir},
+// dbStateIf returns a database name's console state if it has one.
+func (p *Pooler) dbStateIf(db string) *dbState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dbStates[db]
+}
+
+func (p *Pooler) anyDBPaused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, st := range p.dbStates {
+		if st.paused.Load() {
+			return true
+		}
 	}
+	return false
+}
+
+// waitIdle waits until no server connection of db ("" for all) is in
+// use, or ctx ends.
+func (p *Pooler) waitIdle(ctx context.Context, db string) error {
+	for {
+		busy := 0
+		for _, pl := range p.poolList() {
+			if db == "" || pl.key.db == db {
+				a, _, _, _ := pl.counts()
+				busy += a
+			}
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pooler: pause: %d server connections still busy: %w", busy, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// reconnectDB closes db's ("" for all) idle server connections now and
+// the others when released (at once with force).
+func (p *Pooler) reconnectDB(db string, force bool) {
+	for _, pl := range p.poolList() {
+		if db != "" && pl.key.db != db {
+			continue
+		}
+		for _, s := range pl.servers() {
+			s.closeNeeded.Store(true)
+		}
+		pl.closeIdle(func(*server) bool { return true })
+		if force {
+			for _, s := range pl.servers() {
+				s.close()
+			}
+		}
+	}
+}
+
+// closeNeeded counts db's server connections waiting to be closed.
+func (p *Pooler) closeNeeded(db string) int {
+	n := 0
+	for _, pl := range p.poolList() {
+		if db == "" || pl.key.db == db {
+			for _, s := range pl.servers() {
+				if s.closeNeeded.Load() {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// clientByID finds a client by the id SHOW CLIENTS shows.
+func (p *Pooler) clientByID(id uint64) *client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.clients {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
 }
 
 // hostPort splits a target for SHOW SERVERS; a socket path shows as
@@ -382,27 +430,22 @@ func (p *Pooler) clientList() []*client {
 	return out
 }
 
-// serverCount counts open server connections to db ("" for all).
-func (p *Pooler) serverCount(db string) int {
-	n := 0
+// kill drops every client and server connection of db ("" for all) and
+// pauses it, as PgBouncer's KILL: new transactions wait for RESUME. Each
+// client gets PgBouncer's "database removed".
+func (p *Pooler) kill(db string) {
+	if db == "" {
+		p.paused.Store(true)
+	} else {
+		p.dbState(db).paused.Store(true)
+	}
+	for _, c := range p.clientList() {
+		if db == "" || c.db == db {
+			c.endBy(errKilledDB)
+		}
+	}
 	for _, pl := range p.poolList() {
 		if db == "" || pl.key.db == db {
-			_, _, _, total := pl.counts()
-			n += total
-		}
-	}
-	return n
-}
-
-// kill drops every client and server connection of db.
-func (p *Pooler) kill(db string) {
-	for _, c := range p.clientList() {
-		if c.db == db {
-			c.conn.Close()
-		}
-	}
-	for _, pl := range p.poolList() {
-		if pl.key.db == db {
 			for _, s := range pl.servers() {
 				s.close()
 			}

@@ -53,7 +53,7 @@ func testAdminConsole(t *testing.T, p *Pooler) {
 	defer admin.Close(context.Background())
 
 	cols, rows := adminRows(t, admin, "SHOW POOLS")
-	want := "database user cl_active cl_waiting cl_active_cancel_req cl_waiting_cancel_req sv_active sv_active_cancel sv_being_canceled sv_idle sv_used sv_tested sv_login maxwait maxwait_us pool_mode"
+	want := "database user cl_active cl_waiting cl_active_cancel_req cl_waiting_cancel_req sv_active sv_active_cancel sv_being_canceled sv_idle sv_used sv_tested sv_login maxwait maxwait_us pool_mode load_balance_hosts"
 	if strings.Join(cols, " ") != want {
 		t.Fatalf("SHOW POOLS columns %v", cols)
 	}

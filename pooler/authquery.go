@@ -158,7 +158,10 @@ func (p *Pooler) runAuthQuery(user, db string, deadline time.Time) (authEntry, e
 	if !aok {
 		return authEntry{}, fmt.Errorf("pooler: auth_user %q is not in auth_file", p.cfg.AuthUser)
 	}
-	tmp := &pool{p: p, key: poolKey{db: db, user: p.cfg.AuthUser}, cred: asec}
+	// The query runs in the database the client asked for (its name on
+	// Postgres), with none of the client's settings.
+	tmp := &pool{p: p, key: poolKey{db: db, user: p.cfg.AuthUser}, cred: asec,
+		conf: poolConf{dbname: p.resolve(db, p.cfg.AuthUser).dbname}}
 	addr, err := p.target(false)
 	if err != nil {
 		return authEntry{}, err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,9 +47,6 @@ const inlineSize = 96
 // errRespawn asks the session to continue on a new goroutine.
 var errRespawn = errors.New("pooler: continue session on a fresh goroutine")
 
-// errIdleInTx ends a client idle in a transaction past idle_transaction_timeout.
-var errIdleInTx = errors.New("pooler: idle transaction timeout")
-
 // errTerminate ends a client session after its Terminate message.
 var errTerminate = errors.New("pooler: client terminated")
 
@@ -90,14 +86,25 @@ type client struct {
 	batch      *server
 	batchBytes int
 	wake       chan struct{}
-	// handed is a server a release gave this waiting client (pool.mu).
-	handed *server
-	timer  *time.Timer
+	// handed is a server a release gave this waiting client; waitStart
+	// when it began waiting (mono), for SHOW POOLS and CLIENTS (pool.mu).
+	handed    *server
+	waitStart int64
+	timer     *time.Timer
 	// deep is set after a batch; reap asks the idle read to return so
 	// the session continues on a fresh goroutine; activeTick is the
 	// maintenance tick of the last batch.
 	idleStart  time.Time
 	activeTick atomic.Int64
+	// lastRequest is when the last batch began (Unix seconds, coarse).
+	lastRequest atomic.Int64
+
+	// kill is why endBy asked the session to end; bye is set once its
+	// farewell is written; pumpMu is held by a pump goroutine while it
+	// serves this client (see detach).
+	kill   atomic.Pointer[loginError]
+	bye    atomic.Bool
+	pumpMu sync.Mutex
 
 	mu      sync.Mutex
 	srv     *server
@@ -164,9 +171,12 @@ func (c *client) nextMessage() (byte, int, error) {
 		c.br = nil
 	}
 	c.state.Store(cliIdle)
-	idleTimeout := c.p.cfg.ClientIdleTimeout.D()
+	idleTimeout, idleTx := c.p.cfg.ClientIdleTimeout.D(), c.p.cfg.IdleTransactionTimeout.D()
+	if pl := c.pool; pl != nil {
+		idleTimeout, idleTx = pl.conf.clientIdle, pl.conf.idleTx
+	}
 	inTx := false
-	if it := c.p.cfg.IdleTransactionTimeout.D(); it > 0 {
+	if it := idleTx; it > 0 {
 		c.mu.Lock()
 		if s := c.srv; s != nil && s.queued() == 0 && s.status != 'I' {
 			inTx = true
@@ -192,6 +202,9 @@ func (c *client) nextMessage() (byte, int, error) {
 		}
 		var ne net.Error
 		timeout := errors.As(err, &ne) && ne.Timeout()
+		if timeout && c.kill.Load() != nil {
+			return 0, 0, c.killed()
+		}
 		if timeout && c.reap.Swap(false) {
 			// The maintenance loop interrupted a long idle wait after
 			// work that may have grown this goroutine's stack: continue
@@ -206,6 +219,9 @@ func (c *client) nextMessage() (byte, int, error) {
 		if inTx && timeout {
 			return 0, 0, errIdleInTx
 		}
+		if timeout && idleTimeout > 0 {
+			return 0, 0, errClientIdle
+		}
 		return 0, 0, err
 	}
 	if idleTimeout > 0 {
@@ -216,6 +232,7 @@ func (c *client) nextMessage() (byte, int, error) {
 		c.deep.Store(true)
 	}
 	c.activeTick.Store(c.p.tick.Load())
+	c.lastRequest.Store(c.p.unixNow.Load())
 	t := c.inline[0]
 	n, err := bodyLen(c.inline[:5], maxLen)
 	if err != nil {
@@ -248,6 +265,9 @@ func (r *prefixReader) Read(p []byte) (int, error) {
 	}
 	for {
 		n, err := r.c.conn.Read(p)
+		if err != nil && r.c.kill.Load() != nil {
+			return n, r.c.killed()
+		}
 		if err != nil && r.c.reap.Swap(false) {
 			// A reap aimed at the idle wait arrived mid-batch: ignore it.
 			var ne net.Error
@@ -327,14 +347,14 @@ func (c *client) endBatch() error {
 	inline := start && c.mode != modeSession && s.queued() > 0 && isSyncPoint(s.q[len(s.q)-1].kind)
 	c.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("pooler: write to server: %w", err)
+		return serverLost(err)
 	}
 	if !start {
 		return nil
 	}
 	c.pumping = true
 	if !inline {
-		s.attach <- c
+		c.startPump(s)
 		return nil
 	}
 	c.state.Store(cliActive)
@@ -347,7 +367,7 @@ func (c *client) endBatch() error {
 		c.pumping = false // still attached; the next batch pumps again
 		return nil
 	case errors.Is(err, errHandoff):
-		s.attach <- c // COPY FROM STDIN: the client must be read meanwhile
+		c.startPump(s) // COPY FROM STDIN: the client must be read meanwhile
 		return nil
 	}
 	s.pumpFailed(c, err)
@@ -363,7 +383,7 @@ func (c *client) sent(n int) {
 	c.batchBytes += n
 	if c.batchBytes > 32<<10 && !c.pumping && c.batch != nil {
 		c.pumping = true
-		c.batch.attach <- c
+		c.startPump(c.batch)
 	}
 }
 
@@ -393,6 +413,7 @@ func (c *client) server() (*server, error) {
 		return nil, err
 	}
 	c.state.Store(cliActive)
+	c.pool.stats.assigns.Add(1)
 	s.state.Store(srvActive)
 	s.cw.Reset(c.conn)
 	s.client.Store(c)
@@ -412,22 +433,6 @@ func (c *client) server() (*server, error) {
 	c.pumping = false
 	c.batchBytes = 0
 	return s, nil
-}
-
-// paramSQL returns SET statements that give s the client's settings; c.mu held.
-func (c *client) paramSQL(s *server) string {
-	var b strings.Builder
-	for i, v := range c.tracked {
-		if v == "" || v == s.tracked[i] {
-			continue
-		}
-		b.WriteString("SET ")
-		b.WriteString(trackedNames[i])
-		b.WriteString(" = '")
-		b.WriteString(strings.ReplaceAll(v, "'", "''"))
-		b.WriteString("';")
-	}
-	return b.String()
 }
 
 // forward sends the message (header already read) unchanged.
@@ -456,11 +461,7 @@ func (c *client) handle(t byte, n int) error {
 		if err != nil {
 			return c.failWait(err, n)
 		}
-		kind := t
-		if t == 'Q' {
-			c.stats.query.Add(1)
-		}
-		return c.forward(s, t, n, kind)
+		return c.forward(s, t, n, t)
 	case 'S':
 		s := c.attached()
 		if s == nil && c.mode != modeSession {
@@ -494,18 +495,34 @@ func (c *client) handle(t byte, n int) error {
 	}
 }
 
-// failWait reports a failure to get a server and ends the session, as
-// PgBouncer does for query_wait_timeout.
+// failWait ends the session after a failure to get a server, as
+// PgBouncer does for query_wait_timeout: the farewell is Postgres's own
+// refusal of the login, or the pooler's reason.
 func (c *client) failWait(err error, n int) error {
-	var m msgBuilder
 	var se *serverError
-	if errors.As(err, &se) {
-		m.errorMsg(se.Severity, se.Code, se.Message)
-	} else {
-		m.errorMsg("FATAL", codeConnFailure, err.Error())
+	var le *loginError
+	switch {
+	case errors.As(err, &le):
+		return le
+	case errors.As(err, &se):
+		return &loginError{code: se.Code, msg: se.Message, cause: err.Error()}
+	case errors.Is(err, ErrQueryWaitTimeout):
+		le := &loginError{code: codeProtocolViolation, msg: "query_wait_timeout", cause: err.Error()}
+		var last *lastServerError
+		if errors.As(err, &last) {
+			// PgBouncer says only query_wait_timeout; the reason no
+			// server could be had saves a trip to the log.
+			le.msg += " (last server error: " + last.err.Error() + ")"
+		}
+		return le
 	}
-	c.writeLocal(m.b)
-	return err
+	return &loginError{code: codeProtocolViolation, msg: err.Error()}
+}
+
+// serverLost is the farewell of a client whose server connection failed
+// under it.
+func serverLost(err error) error {
+	return &loginError{code: errServerLost.code, msg: errServerLost.msg, cause: err.Error()}
 }
 
 // cleanup runs when the client goroutine ends: give back or drop the
@@ -529,17 +546,29 @@ func (c *client) cleanup() {
 		c.mu.Unlock()
 		return
 	}
-	if c.mode == modeSession && s.queued() == 0 && s.status == 'I' {
-		// Reset the session; the pump returns the server after the answer.
+	if c.mode == modeSession && s.queued() == 0 && s.status == 'I' && !s.skip {
+		// Reset the session; the pump returns the server after the
+		// answer, which can arrive before Flush returns: hold keeps the
+		// pump from giving the server to the next client (who would
+		// write to s.bw) until this goroutine is done with it.
 		s.push(pend{kind: 'Q', act: actSwallow})
+		s.hold = true
 		if !c.pumping {
 			c.pumping = true
-			s.attach <- c
+			c.startPump(s)
 		}
 		c.mu.Unlock()
 		var m msgBuilder
 		s.bw.Write(m.begin('Q').str(c.p.cfg.ServerResetQuery).end().b)
-		if err := s.bw.Flush(); err != nil {
+		err := s.bw.Flush()
+		c.mu.Lock()
+		s.hold = false
+		if s.waiting {
+			s.waiting = false
+			s.holdCh <- struct{}{}
+		}
+		c.mu.Unlock()
+		if err != nil {
 			s.close()
 		}
 		return

@@ -19,7 +19,12 @@
 // drops connections to the old primary and resumes against the new one.
 //
 // The admin console (database "pgbouncer", alias "pgha") answers PgBouncer's
-// SHOW commands with PgBouncer's column names.
+// SHOW commands with PgBouncer 1.25's columns and real figures, and takes
+// its commands (PAUSE/RESUME/KILL [db], KILL_CLIENT, DISABLE/ENABLE, ...).
+// Settings per database and per user are PgBouncer's [databases] and
+// [users] (dbconf.go); startup parameters are carried or refused as
+// PgBouncer does (params.go); every session the pooler ends gets a FATAL
+// ErrorResponse with a SQLSTATE before its socket closes (farewell.go).
 //
 // The pooler runs inside the daemon that may hold the primary's lease, so
 // nothing a client sends may take the daemon down or grow it without

@@ -10,11 +10,14 @@ import (
 	"time"
 )
 
-// loginError is an error sent to the client as FATAL before closing. cause,
-// when set, is for the pooler's log only (the client must not learn, for
-// example, whether a user exists).
+// loginError is an error sent to the client as FATAL before closing (at
+// login, or as the farewell of a session, see farewell.go). detail goes
+// to the client as the error's DETAIL; cause, when set, is for the
+// pooler's log only (the client must not learn, for example, whether a
+// user exists).
 type loginError struct {
 	code, msg string
+	detail    string
 	cause     string
 }
 
@@ -272,6 +275,10 @@ func (c *client) login(readOnly bool) (bool, error) {
 	}
 	user, db := params["user"], params["database"]
 	c.user, c.db = user, db
+	settings, err := c.p.startupSettings(params)
+	if err != nil {
+		return false, err
+	}
 	if max := c.p.cfg.MaxClientConn; max > 0 && c.p.nclients.Load() > int64(max) {
 		return false, &loginError{code: codeTooManyConns, msg: "no more connections allowed (max_client_conn)"}
 	}
@@ -297,32 +304,35 @@ func (c *client) login(readOnly bool) (bool, error) {
 		c.conn.SetDeadline(time.Time{})
 		return true, c.p.serveAdmin(c)
 	}
-	pl := c.p.getPool(poolKey{db: db, user: user, readOnly: readOnly})
-	pl.setCred(cred)
-	c.pool, c.stats = pl, &pl.stats
-	c.mode = parseMode(c.p.cfg.PoolMode)
-	c.track = c.mode != modeSession && c.p.cfg.MaxPreparedStatements > 0
-	var tracked [nTracked]string // this client's until interned below
-	for k, v := range params {
-		if i := trackedIndex(k); i >= 0 {
-			tracked[i] = v
-		}
+	entry, ok := c.p.dbEntry(db)
+	if !ok {
+		return false, errNoDatabase(db)
 	}
+	if st := c.p.dbState(db); st.disabled.Load() {
+		return false, errDatabaseDisabled(db)
+	}
+	pl := c.p.getPool(poolKey{db: db, user: c.p.poolUser(entry, user), readOnly: readOnly})
+	if entry.User != "" {
+		// A forced user: the server login is the database entry's,
+		// whoever the client is.
+		pl.setCred(c.p.forcedCred(entry))
+	} else {
+		pl.setCred(cred)
+	}
+	c.pool, c.stats = pl, &pl.stats
+	c.mode = pl.conf.mode
+	c.track = c.mode != modeSession && c.p.cfg.MaxPreparedStatements > 0
 	c.mu.Lock()
-	c.tracked = &tracked
+	c.tracked = settings // this client's until interned below
 	c.mu.Unlock()
 	sp, err := pl.greeting(c)
 	if err != nil {
-		var se *serverError
-		if errors.As(err, &se) {
-			return false, &loginError{code: se.Code, msg: se.Message}
-		}
-		return false, &loginError{code: codeConnFailure, msg: err.Error()}
+		return false, c.failWait(err, 0)
 	}
 	var m msgBuilder
 	m.begin('R').i32(0).end()
 	for k, v := range sp {
-		if i := trackedIndex(k); i >= 0 {
+		if i := c.p.trackIndex(k); i >= 0 {
 			c.mu.Lock()
 			if c.tracked[i] == "" {
 				c.setTracked(i, v)

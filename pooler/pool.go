@@ -26,30 +26,25 @@ func (k poolKey) name() string {
 	return k.db
 }
 
-// poolStats are the counters behind SHOW STATS and the metrics.
-type poolStats struct {
-	xact, query          atomic.Int64
-	recvBytes, sentBytes atomic.Int64
-	waitNanos            atomic.Int64
-	waits                atomic.Int64
-}
-
-func (s *poolStats) recv(n int) { s.recvBytes.Add(int64(n)) }
-func (s *poolStats) sent(n int) { s.sentBytes.Add(int64(n)) }
-func (s *poolStats) txnEnd(status byte) {
-	if status == 'I' {
-		s.xact.Add(1)
-	}
-}
-
 // ErrQueryWaitTimeout is the error a client gets when no server connection
 // became free within query_wait_timeout.
 var ErrQueryWaitTimeout = errors.New("pooler: query_wait_timeout")
 
+// lastServerError is ErrQueryWaitTimeout for a pool whose last attempt to
+// open a server connection failed with err.
+type lastServerError struct{ err error }
+
+func (e *lastServerError) Error() string {
+	return ErrQueryWaitTimeout.Error() + " (last server error: " + e.err.Error() + ")"
+}
+func (e *lastServerError) Unwrap() error { return ErrQueryWaitTimeout }
+
 // pool holds the server connections of one (database, user).
 type pool struct {
-	p   *Pooler
-	key poolKey
+	p    *Pooler
+	key  poolKey
+	conf poolConf
+	st   *dbState
 
 	mu       sync.Mutex
 	cred     secret
@@ -95,7 +90,11 @@ func (pl *pool) setCred(s secret) {
 	pl.mu.Unlock()
 }
 
-func (pl *pool) size() int { return pl.p.cfg.DefaultPoolSize }
+func (pl *pool) size() int { return pl.conf.size }
+
+// paused reports whether new transactions of this pool wait (PAUSE,
+// PAUSE db, KILL db, a primary change).
+func (pl *pool) paused() bool { return pl.p.paused.Load() || pl.st.paused.Load() }
 
 // acquire returns an idle or new server connection for c, waiting (FIFO,
 // bounded by query_wait_timeout) when the pool is full or paused.
@@ -107,9 +106,12 @@ func (pl *pool) acquire(c *client) (*server, error) {
 		deadline = start.Add(wait)
 	}
 	reserveAt := start.Add(pl.p.cfg.ReservePoolTimeout.D())
-	waited := false
+	waited, evicted := false, false
 	defer func() {
 		if waited {
+			pl.mu.Lock()
+			c.waitStart = 0
+			pl.mu.Unlock()
 			d := time.Since(start)
 			pl.stats.waitNanos.Add(int64(d))
 			pl.stats.waits.Add(1)
@@ -117,8 +119,12 @@ func (pl *pool) acquire(c *client) (*server, error) {
 		}
 	}()
 	for {
+		if k := c.kill.Load(); k != nil {
+			pl.giveUp(c)
+			return nil, k // KILL, KILL_CLIENT, DISABLE or shutdown
+		}
 		pl.mu.Lock()
-		if !pl.p.paused.Load() {
+		if !pl.paused() {
 			for len(pl.idle) > 0 {
 				s := pl.idle[len(pl.idle)-1]
 				pl.idle = pl.idle[:len(pl.idle)-1]
@@ -130,10 +136,10 @@ func (pl *pool) acquire(c *client) (*server, error) {
 				pl.mu.Lock()
 			}
 			limit := pl.size()
-			if pl.p.cfg.ReservePoolSize > 0 && waited && time.Now().After(reserveAt) {
-				limit += pl.p.cfg.ReservePoolSize
+			if pl.conf.reserve > 0 && waited && time.Now().After(reserveAt) {
+				limit += pl.conf.reserve
 			}
-			if pl.total < limit && pl.p.dbSlot(pl.key.db, 1) {
+			if pl.total < limit && pl.slot(1) {
 				pl.total++
 				pl.mu.Unlock()
 				s, err := pl.connect(deadline)
@@ -142,7 +148,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 				}
 				pl.mu.Lock()
 				pl.total--
-				pl.p.dbSlot(pl.key.db, -1)
+				pl.slot(-1)
 				pl.lastErr = err
 				pl.wakeOne()
 				pl.mu.Unlock()
@@ -152,20 +158,35 @@ func (pl *pool) acquire(c *client) (*server, error) {
 				}
 				pl.p.log.Warn("pooler: cannot open server connection", "db", pl.key.db, "user", pl.key.user, "err", err)
 				if !pl.sleepRetry(deadline) {
-					return nil, fmt.Errorf("%w (last server error: %v)", ErrQueryWaitTimeout, err)
+					return nil, &lastServerError{err}
 				}
 				waited = true
 				continue
+			}
+			if pl.total < limit && !evicted {
+				// max_db_connections or max_user_connections is
+				// reached: as PgBouncer, close an idle server connection
+				// of another pool of the database (or user) to make room.
+				evicted = true
+				pl.mu.Unlock()
+				if pl.p.evictFor(pl) {
+					continue
+				}
+				pl.mu.Lock()
 			}
 		}
 		// Wait for a release, a resume or the deadline.
 		if c.wake == nil {
 			c.wake = make(chan struct{}, 1)
 		}
+		if c.waitStart == 0 {
+			c.waitStart = int64(start.Sub(epoch)) // for SHOW POOLS maxwait
+		}
 		pl.waiters = append(pl.waiters, c)
 		pl.mu.Unlock()
 		waited = true
 		woken := c.sleep(deadline, reserveAt)
+		evicted = false
 		pl.mu.Lock()
 		if s := c.handed; s != nil {
 			// A release handed its server straight to us.
@@ -192,7 +213,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 			continue // reserve_pool_timeout reached: retry with the reserve
 		}
 		if lastErr != nil && pl.total == 0 {
-			return nil, fmt.Errorf("%w (last server error: %v)", ErrQueryWaitTimeout, lastErr)
+			return nil, &lastServerError{lastErr}
 		}
 		return nil, ErrQueryWaitTimeout
 	}
@@ -202,7 +223,7 @@ func (pl *pool) acquire(c *client) (*server, error) {
 // reserveAt passes (false).
 func (c *client) sleep(deadline, reserveAt time.Time) bool {
 	until := deadline
-	if c.p.cfg.ReservePoolSize > 0 && time.Now().Before(reserveAt) && (until.IsZero() || reserveAt.Before(until)) {
+	if c.pool.conf.reserve > 0 && time.Now().Before(reserveAt) && (until.IsZero() || reserveAt.Before(until)) {
 		until = reserveAt
 	}
 	if until.IsZero() {
@@ -270,6 +291,26 @@ func (pl *pool) sleepRetry(deadline time.Time) bool {
 	}
 }
 
+// giveUp takes a client that stops waiting (endBy) out of the queue,
+// passing on a wake-up or a server it was given meanwhile.
+func (pl *pool) giveUp(c *client) {
+	pl.mu.Lock()
+	removed := pl.removeWaiter(c)
+	s := c.handed
+	c.handed = nil
+	if !removed && s == nil && c.wake != nil {
+		select {
+		case <-c.wake:
+			pl.wakeOne() // a wake-up meant for a waiter: pass it on
+		default:
+		}
+	}
+	pl.mu.Unlock()
+	if s != nil {
+		pl.release(s, true)
+	}
+}
+
 func (pl *pool) removeWaiter(c *client) bool {
 	for i, w := range pl.waiters {
 		if w == c {
@@ -321,7 +362,7 @@ func (pl *pool) usable(s *server) bool {
 		return false
 	}
 	now := time.Now()
-	if lt := pl.p.cfg.ServerLifetime.D(); lt > 0 && now.Sub(s.createdAt) > lt {
+	if lt := pl.conf.lifetime; lt > 0 && now.Sub(s.createdAt) > lt {
 		return false
 	}
 	if now.Sub(s.lastUsed) >= pl.p.cfg.ServerCheckDelay.D() && pl.p.cfg.ServerCheckQuery != "" {
@@ -378,7 +419,7 @@ func (pl *pool) release(s *server, clean bool) {
 		s.close()
 		return
 	}
-	if lt := pl.p.cfg.ServerLifetime.D(); lt > 0 && s.lastUsed.Sub(s.createdAt) > lt {
+	if lt := pl.conf.lifetime; lt > 0 && s.lastUsed.Sub(s.createdAt) > lt {
 		s.close()
 		return
 	}
@@ -396,7 +437,7 @@ func (pl *pool) release(s *server, clean bool) {
 		pl.mu.Unlock()
 		return
 	}
-	if len(pl.waiters) > 0 && !pl.p.paused.Load() {
+	if len(pl.waiters) > 0 && !pl.paused() {
 		// Hand the server to the first waiter: it needs no second trip
 		// through the idle list, and no liveness peek (it answered just now).
 		w := pl.waiters[0]
@@ -412,7 +453,9 @@ func (pl *pool) release(s *server, clean bool) {
 	pl.idle = append(pl.idle, s)
 	pl.wakeOne()
 	pl.mu.Unlock()
-	pl.p.idleChanged()
+	if pl.conf.maxDB > 0 || pl.conf.maxUser > 0 {
+		pl.p.wakeCapped(pl)
+	}
 }
 
 // fresh checks what may have changed since a server's release (closed,
@@ -428,7 +471,7 @@ func (pl *pool) forget(s *server) {
 	if _, ok := pl.all[s]; ok {
 		delete(pl.all, s)
 		pl.total--
-		pl.p.dbSlot(pl.key.db, -1)
+		pl.slot(-1)
 		for i, x := range pl.idle {
 			if x == s {
 				pl.idle = append(pl.idle[:i], pl.idle[i+1:]...)
@@ -438,7 +481,9 @@ func (pl *pool) forget(s *server) {
 		pl.wakeOne()
 	}
 	pl.mu.Unlock()
-	pl.p.idleChanged()
+	if pl.conf.maxDB > 0 || pl.conf.maxUser > 0 {
+		pl.p.wakeCapped(pl)
+	}
 }
 
 // closeIdle closes idle servers matching drop.
@@ -507,11 +552,11 @@ func (pl *pool) greeting(c *client) (map[string]string, error) {
 // fillMin opens server connections up to min_pool_size (one per call, so
 // a dead target costs one attempt per tick).
 func (pl *pool) fillMin(ctx context.Context) {
-	min := pl.p.cfg.MinPoolSize
+	min := pl.conf.min
 	pl.mu.Lock()
 	need := pl.total < min && pl.params != nil
 	if need {
-		if !pl.p.dbSlot(pl.key.db, 1) {
+		if !pl.slot(1) {
 			need = false
 		} else {
 			pl.total++
@@ -525,7 +570,7 @@ func (pl *pool) fillMin(ctx context.Context) {
 	if err != nil {
 		pl.mu.Lock()
 		pl.total--
-		pl.p.dbSlot(pl.key.db, -1)
+		pl.slot(-1)
 		pl.mu.Unlock()
 		pl.p.log.Warn("pooler: cannot open min_pool_size connection", "db", pl.key.db, "user", pl.key.user, "err", err)
 		return

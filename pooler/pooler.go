@@ -18,17 +18,20 @@ import (
 	"github.com/pgha/pgha/config"
 )
 
-// Version is what SHOW VERSION answers.
-const Version = "pgha pooler 0.1 (PgBouncer-compatible)"
+// Version is what SHOW VERSION answers: PgBouncer's format, naming the
+// PgBouncer release whose console the pooler matches (CompatVersion).
+const Version = "PgBouncer " + CompatVersion + " (pgha pooler 0.1)"
 
 // Pooler is the embedded connection pooler. Build it with New, run it with
 // Run; Pause, Resume and Reconnect are safe from any goroutine.
 type Pooler struct {
 	cfg    config.Pooler
 	router Router
-	log    *slog.Logger
-	tls    *tls.Config
-	stmts  stmtRegistry
+	// trackNames are the settings carried per client (see params.go).
+	trackNames []string
+	log        *slog.Logger
+	tls        *tls.Config
+	stmts      stmtRegistry
 
 	ctx    context.Context
 	done   chan struct{}
@@ -37,6 +40,7 @@ type Pooler struct {
 	paused   atomic.Bool
 	route    atomic.Pointer[route]
 	tick     atomic.Int64 // maintenance ticks, for idle detection
+	unixNow  atomic.Int64 // Unix seconds, renewed by maintain (request_time)
 	respawns atomic.Int64 // idle sessions moved to fresh goroutines
 	nclients atomic.Int64
 	// pending counts connections not yet logged in (max_pending_logins);
@@ -59,16 +63,23 @@ type Pooler struct {
 	hba     []hbaRule
 	pools   map[poolKey]*pool
 	dbConns map[string]int
-	clients map[*client]struct{}
-	conns   map[net.Conn]struct{} // accepted, still logging in
-	closing bool
-	cancels map[uint64]*client
-	primary string // the primary the rw pools were built for
+	// userConns counts server connections per user (max_user_connections);
+	// dbStates is the console state per database name (see dbconf.go).
+	userConns map[string]int
+	dbStates  map[string]*dbState
+	clients   map[*client]struct{}
+	conns     map[net.Conn]struct{} // accepted, still logging in
+	closing   bool
+	cancels   map[uint64]*client
+	primary   string // the primary the rw pools were built for
 	// authUser and authPassword: credentials for auth_user that need no
 	// auth_file (SetAuthUser).
 	authUser, authPassword string
 	// routeCh is closed at the next routing change (see routeWake).
 	routeCh chan struct{}
+
+	statsWin statsWindow
+	started  time.Time
 
 	listeners []net.Listener
 	workers   sync.WaitGroup // server pump goroutines
@@ -90,9 +101,16 @@ func New(cfg config.Pooler, router Router, log *slog.Logger) (*Pooler, error) {
 		cfg: cfg, router: router, log: log.With("component", "pooler"),
 		ctx: context.Background(), done: make(chan struct{}),
 		pools: make(map[poolKey]*pool), dbConns: make(map[string]int),
+		userConns: make(map[string]int), dbStates: make(map[string]*dbState),
 		clients: make(map[*client]struct{}), cancels: make(map[uint64]*client),
 		conns:    make(map[net.Conn]struct{}),
 		shutdown: make(chan struct{}),
+	}
+	p.started = time.Now()
+	p.unixNow.Store(p.started.Unix())
+	p.trackNames = cfg.TrackedParameters()
+	if len(p.trackNames) > nTracked {
+		return nil, fmt.Errorf("pooler: track_extra_parameters: at most %d settings", nTracked-len(p.trackNames)+len(cfg.TrackExtraParameters))
 	}
 	rand.Read(p.mockKey[:])
 	p.auth.init()
@@ -236,8 +254,9 @@ func (p *Pooler) Run(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.closing = true
+	clients := make([]*client, 0, len(p.clients))
 	for c := range p.clients {
-		c.conn.Close()
+		clients = append(clients, c)
 	}
 	for conn := range p.conns {
 		conn.Close()
@@ -247,6 +266,12 @@ func (p *Pooler) Run(ctx context.Context) error {
 		pools = append(pools, pl)
 	}
 	p.mu.Unlock()
+	// Each client's session ends with a farewell (57P01); one that has
+	// not ended within a few seconds (a client that does not read) is
+	// closed.
+	for _, c := range clients {
+		c.endBy(errShutdown)
+	}
 	for _, pl := range pools {
 		for _, s := range pl.servers() {
 			s.close()
@@ -254,6 +279,12 @@ func (p *Pooler) Run(ctx context.Context) error {
 		pl.wakeAll()
 	}
 	cancel()
+	stop := time.AfterFunc(3*time.Second, func() {
+		for _, c := range clients {
+			c.conn.Close()
+		}
+	})
+	defer stop.Stop()
 	p.waitAll("client goroutines", &wg)
 	p.waitAll("client sessions", &p.sessions)
 	for _, pl := range p.poolList() {
@@ -317,10 +348,18 @@ func (p *Pooler) acceptLoop(ln net.Listener, readOnly bool, wg *sync.WaitGroup) 
 func (p *Pooler) maintain(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	period := p.cfg.StatsPeriod.D()
+	if period <= 0 {
+		period = time.Minute
+	}
+	stats := time.NewTicker(period)
+	defer stats.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case now := <-stats.C:
+			p.refreshStats(now)
 		case <-p.router.Changed():
 			p.guard("routing change", func() {
 				p.refreshRoute()
@@ -336,16 +375,18 @@ func (p *Pooler) maintain(ctx context.Context) {
 // tickMaintain is one maintenance tick: routing, idle clients' stacks,
 // servers past their idle time or lifetime, min_pool_size.
 func (p *Pooler) tickMaintain(ctx context.Context) {
+	p.unixNow.Store(time.Now().Unix())
 	p.refreshRoute()
 	p.releaseStacks(p.reapIdle(p.tick.Add(1)))
-	idle, life := p.cfg.ServerIdleTimeout.D(), p.cfg.ServerLifetime.D()
+	idle := p.cfg.ServerIdleTimeout.D()
 	now := time.Now()
 	for _, pl := range p.poolList() {
+		life := pl.conf.lifetime
 		pl.closeIdle(func(s *server) bool {
 			return (idle > 0 && now.Sub(s.lastUsed) > idle) || (life > 0 && now.Sub(s.createdAt) > life) ||
 				!p.targetOK(pl.key.readOnly, s.addr)
 		})
-		if !p.paused.Load() {
+		if !pl.paused() {
 			pl.fillMin(ctx)
 		}
 	}
@@ -406,21 +447,7 @@ func (p *Pooler) followPrimary(ctx context.Context) {
 // in use or ctx ends.
 func (p *Pooler) Pause(ctx context.Context) error {
 	p.paused.Store(true)
-	for {
-		busy := 0
-		for _, pl := range p.poolList() {
-			a, _, _, _ := pl.counts()
-			busy += a
-		}
-		if busy == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pooler: pause: %d server connections still busy: %w", busy, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	return p.waitIdle(ctx, "")
 }
 
 // Resume lets waiting clients continue.
@@ -436,19 +463,7 @@ func (p *Pooler) Paused() bool { return p.paused.Load() }
 
 // Reconnect closes idle server connections now; busy ones are closed when
 // released or, with force, at once.
-func (p *Pooler) Reconnect(force bool) {
-	for _, pl := range p.poolList() {
-		for _, s := range pl.servers() {
-			s.closeNeeded.Store(true)
-		}
-		pl.closeIdle(func(*server) bool { return true })
-		if force {
-			for _, s := range pl.servers() {
-				s.close()
-			}
-		}
-	}
-}
+func (p *Pooler) Reconnect(force bool) { p.reconnectDB("", force) }
 
 func (p *Pooler) poolList() []*pool {
 	p.mu.Lock()
@@ -461,11 +476,17 @@ func (p *Pooler) poolList() []*pool {
 }
 
 func (p *Pooler) getPool(k poolKey) *pool {
+	conf := p.resolve(k.db, k.user)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pl := p.pools[k]
 	if pl == nil {
-		pl = &pool{p: p, key: k}
+		st := p.dbStates[k.db]
+		if st == nil {
+			st = &dbState{}
+			p.dbStates[k.db] = st
+		}
+		pl = &pool{p: p, key: k, conf: conf, st: st}
 		p.pools[k] = pl
 	}
 	return pl
@@ -519,30 +540,14 @@ func (p *Pooler) targetOK(readOnly bool, addr string) bool {
 	return r.ok && r.primary == addr
 }
 
-// dbSlot takes (delta 1) or returns (-1) a max_db_connections slot.
-func (p *Pooler) dbSlot(db string, delta int) bool {
-	max := p.cfg.MaxDBConnections
-	if max <= 0 {
-		return true
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if delta > 0 && p.dbConns[db] >= max {
-		return false
-	}
-	p.dbConns[db] += delta
-	return true
-}
-
-func (p *Pooler) idleChanged() {}
-
 func (p *Pooler) addClient(c *client) {
 	p.mu.Lock()
-	if p.closing {
-		c.conn.Close() // shutting down: the session ends at its first read
-	}
+	closing := p.closing
 	p.clients[c] = struct{}{}
 	p.mu.Unlock()
+	if closing {
+		c.endBy(errShutdown) // shutting down: the session ends at its first read
+	}
 	c.pool.nclients.Add(1)
 }
 

@@ -50,6 +50,15 @@ func TestPooler(t *testing.T) {
 	t.Run("CancelAfterRelease", func(t *testing.T) { testCancelAfterRelease(t, pg) })
 	t.Run("ConnPanics", func(t *testing.T) { testConnPanics(t, pg) })
 	t.Run("StatementBounds", func(t *testing.T) { testStatementBounds(t, pg) })
+	t.Run("DriverPools", func(t *testing.T) { testDriverPools(t, pg) })
+	t.Run("SessionServerDies", func(t *testing.T) { testSessionServerDies(t, pg) })
+	t.Run("WaitersSeeError", func(t *testing.T) { testWaitersSeeError(t, pg) })
+	t.Run("SessionChurn", func(t *testing.T) { testSessionChurn(t, pg) })
+	t.Run("Farewells", func(t *testing.T) { testFarewells(t, pg) })
+	t.Run("StartupParams", func(t *testing.T) { testStartupParams(t, pg) })
+	t.Run("DatabasesUsers", func(t *testing.T) { testDatabasesUsers(t, pg) })
+	t.Run("ConsoleFigures", func(t *testing.T) { testConsoleFigures(t, pg) })
+	t.Run("Exporter", func(t *testing.T) { testExporter(t, pg) })
 }
 
 // testServerSocket: a Router may name Postgres by its Unix socket path

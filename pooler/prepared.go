@@ -95,6 +95,7 @@ func (c *client) ensurePrepared(s *server, d *stmtDef, forClient bool) (evict []
 		return evict, false, false
 	}
 	s.prepared[d.id] = s.tick
+	s.nprep.Store(int32(len(s.prepared)))
 	return evict, true, true
 }
 
@@ -109,6 +110,7 @@ func (c *client) writeEvictions(s *server, ids []uint64) {
 }
 
 func writeParse(s *server, d *stmtDef) {
+	s.pool.stats.serverParse.Add(1)
 	writeHeader(s.bw, 'P', len(d.name)+1+len(d.body))
 	s.bw.Write(d.name)
 	s.bw.WriteByte(0)
@@ -179,6 +181,7 @@ func (c *client) handleParse(n int) error {
 		s.bw.Write(body)
 		return nil
 	}
+	c.pool.stats.clientParse.Add(1)
 	d := c.p.stmts.intern(rest)
 	if old != d {
 		if c.stmts == nil {
@@ -242,6 +245,9 @@ func (c *client) handleBindDescribe(t byte, n int) error {
 	d := c.stmts[string(stmt)]
 	if len(stmt) == 0 || d == nil {
 		return c.forward(s, t, n, t)
+	}
+	if t == 'B' {
+		c.pool.stats.bind.Add(1)
 	}
 	c.mu.Lock()
 	evict, parse, _ := c.ensurePrepared(s, d, false)

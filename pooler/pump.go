@@ -5,25 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
-
-// Settings whose changes Postgres reports with ParameterStatus and the
-// pooler carries from one server connection to the next.
-const nTracked = 6
-
-var trackedNames = [nTracked]string{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
-	"standard_conforming_strings", "application_name"}
-
-func trackedIndex(k string) int {
-	for i, n := range trackedNames {
-		if strings.EqualFold(n, k) {
-			return i
-		}
-	}
-	return -1
-}
 
 var errDetached = errors.New("pooler: client left during the transaction")
 
@@ -60,6 +43,7 @@ func (s *server) push(e pend) bool {
 	if s.skip && e.kind != 'S' {
 		if e.kind == 'P' && e.id != 0 {
 			delete(s.prepared, e.id)
+			s.nprep.Store(int32(len(s.prepared)))
 		}
 		return false
 	}
@@ -68,6 +52,8 @@ func (s *server) push(e pend) bool {
 	}
 	if e.act != actForward {
 		s.special.Add(1)
+	} else if e.kind != 0 {
+		s.queryBegin()
 	}
 	s.q = append(s.q, e)
 	return true
@@ -99,6 +85,7 @@ func (s *server) emitSynth() {
 func (s *server) forgetFailed(e pend) {
 	if e.kind == 'P' && e.id != 0 {
 		delete(s.prepared, e.id)
+		s.nprep.Store(int32(len(s.prepared)))
 	}
 }
 
@@ -152,28 +139,67 @@ func (s *server) pump(c *client) {
 	if h := c.p.hooks.pump; h != nil {
 		h()
 	}
+	// A client that detached (see client.detach) waits on pumpMu for
+	// this goroutine; a pump that starts after that finds it detached.
+	c.pumpMu.Lock()
+	defer c.pumpMu.Unlock()
+	c.mu.Lock()
+	mine := c.srv == s
+	c.mu.Unlock()
+	if !mine {
+		return
+	}
 	if err := s.pumpLoop(c, false); err != nil {
 		s.pumpFailed(c, err)
 	}
 }
 
-// pumpFailed cleans up after the pump stopped on an error.
+// truncatedError is a server that failed in the middle of a message the
+// pump was forwarding: the client has part of it, so nothing more can
+// be written to it.
+type truncatedError struct{ err error }
+
+func (e *truncatedError) Error() string { return "server message cut short: " + e.err.Error() }
+func (e *truncatedError) Unwrap() error { return e.err }
+
+// truncated marks a failure inside a message: a failed read of the
+// server (a failed write to the client, a *sinkError, is left alone).
+func truncated(err error) error {
+	var se *sinkError
+	if errors.As(err, &se) {
+		return err
+	}
+	return &truncatedError{err}
+}
+
+// pumpFailed cleans up after the pump stopped on an error. A client
+// still attached is ended, as PgBouncer does, with the server's own
+// error already forwarded (for example FATAL 57P01 after
+// pg_terminate_backend) and then the pooler's farewell: the reason
+// KILL gave, or "server conn crashed?".
 func (s *server) pumpFailed(c *client, err error) {
 	c.mu.Lock()
 	attached := c.srv == s
-	if attached {
-		c.srv = nil
-	}
 	leaving := c.leaving
 	c.mu.Unlock()
-	s.close()
 	if attached && !leaving {
 		c.p.log.Debug("pooler: server connection lost", "client", c.id, "server", s.id, "err", err)
-		var m msgBuilder
-		s.cw.Write(m.errorMsg("FATAL", codeConnFailure, "server conn crashed? "+err.Error()).b)
-		s.cw.Flush()
+		var te *truncatedError
+		if !errors.As(err, &te) && s.cw.Flush() == nil {
+			le := c.kill.Load()
+			if le == nil {
+				le = &loginError{code: errServerLost.code, msg: errServerLost.msg}
+			}
+			c.farewell(le)
+		}
 		c.conn.Close()
 	}
+	c.mu.Lock()
+	if c.srv == s {
+		c.srv = nil
+	}
+	c.mu.Unlock()
+	s.close()
 }
 
 func (s *server) pumpLoop(c *client, inline bool) error {
@@ -217,7 +243,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			}
 			c.stats.recv(n + 5)
 			if err := copyBody(cw, br, n+5); err != nil {
-				return err
+				return truncated(err)
 			}
 			if inline && (t == 'G' || t == 'W') {
 				if err := cw.Flush(); err != nil {
@@ -230,13 +256,13 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			br.Discard(5)
 			b, err := readBody(br, n)
 			if err != nil {
-				return err
+				return truncated(err)
 			}
 			k, rest, _ := cstring(b)
 			v, _, _ := cstring(rest)
 			c.mu.Lock()
 			held = true
-			if i := trackedIndex(k); i >= 0 {
+			if i := c.p.trackIndex(k); i >= 0 {
 				s.tracked[i] = v
 				c.setTracked(i, v)
 			}
@@ -255,7 +281,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			}
 			status, err := br.ReadByte()
 			if err != nil {
-				return err
+				return truncated(err)
 			}
 			var st = [1]byte{status}
 			c.mu.Lock()
@@ -269,15 +295,30 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			s.status = st[0]
 			if !swallow {
 				writeBytes(cw, 'Z', 0, 0, 0, 5, st[0])
-				c.stats.txnEnd(st[0])
 			}
 			if s.queued() > 0 {
 				held = false
 				c.mu.Unlock()
 				continue
 			}
+			s.queryEnd(st[0])
 			if c.leaving {
-				// Only the pooler's reset query was left; give the server back.
+				// Only the pooler's reset query was left; give the server
+				// back once the leaving client's goroutine has finished
+				// writing it (its Flush may return after this answer).
+				for s.hold {
+					s.waiting = true
+					held = false
+					c.mu.Unlock()
+					<-s.holdCh
+					c.mu.Lock()
+					held = true
+				}
+				if c.srv != s {
+					held = false
+					c.mu.Unlock()
+					return errDetached
+				}
 				c.srv = nil
 				s.client.Store(nil)
 				held = false
@@ -302,9 +343,9 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 					return errInlineIdle
 				}
 				if c.mode == modeStatement {
-					var m msgBuilder
-					cw.Write(m.errorMsg("FATAL", codeFeatureNotSupp, "transaction blocks not allowed in statement pooling mode").b)
-					cw.Flush()
+					if cw.Flush() == nil {
+						c.farewell(&loginError{code: codeFeatureNotSupp, msg: "transaction blocks not allowed in statement pooling mode"})
+					}
 					c.conn.Close()
 					return fmt.Errorf("pooler: transaction in statement mode")
 				}
@@ -364,6 +405,7 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 				if b, err := br.Peek(5 + n); err == nil {
 					if tag := b[5:]; bytes.HasPrefix(tag, []byte("DEALLOCATE ALL")) || bytes.HasPrefix(tag, []byte("DISCARD ALL")) {
 						clear(s.prepared)
+						s.nprep.Store(0)
 					}
 				}
 			}
@@ -379,12 +421,12 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 			held = false
 			c.mu.Unlock()
 			if err != nil {
-				return err
+				return truncated(err)
 			}
 		default:
 			c.stats.recv(n + 5)
 			if err := copyBody(cw, br, n+5); err != nil {
-				return err
+				return truncated(err)
 			}
 		}
 	}

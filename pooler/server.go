@@ -54,20 +54,23 @@ type server struct {
 	params      map[string]string // every ParameterStatus seen at login
 	tracked     [nTracked]string  // current values of the tracked settings
 	prepared    map[uint64]uint64 // statement id -> last use tick
+	nprep       atomic.Int32      // len(prepared), for SHOW SERVERS
 	tick        uint64
 	createdAt   time.Time
 	lastUsed    time.Time
 	lastChecked time.Time
 
-	// Guarded by the attached client's mu.
-	q       []pend
-	qh      int
-	skip    bool // after an extended-protocol error, until Sync
-	special atomic.Int32
-	hold    bool // client goroutine is writing a batch
-	waiting bool // pump waits for hold to end
-	holdCh  chan struct{}
-	status  byte
+	// Guarded by the attached client's mu. qStart and xStart are when
+	// the running query and transaction began (mono; see stats.go).
+	qStart, xStart int64
+	q              []pend
+	qh             int
+	skip           bool // after an extended-protocol error, until Sync
+	special        atomic.Int32
+	hold           bool // client goroutine is writing a batch
+	waiting        bool // pump waits for hold to end
+	holdCh         chan struct{}
+	status         byte
 
 	client atomic.Pointer[client]
 	// raw and peekFn check an idle connection without a goroutine or a
@@ -142,7 +145,7 @@ func (p *Pooler) dialServer(ctx context.Context, pl *pool, addr string) (*server
 	conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := s.login(pl.key.user, pl.key.db, pl.secret()); err != nil {
+	if err := s.login(pl.key.user, pl.conf.dbname, pl.secret(), pl.conf.startup); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -150,6 +153,17 @@ func (p *Pooler) dialServer(ctx context.Context, pl *pool, addr string) (*server
 	if !pl.key.readOnly && s.params["in_hot_standby"] == "on" {
 		conn.Close()
 		return nil, fmt.Errorf("%w: %s", errInRecovery, addr)
+	}
+	if q := pl.conf.connectQuery; q != "" {
+		// PgBouncer's connect_query: errors are logged, not fatal.
+		if _, err := s.simpleQuery(q, timeout); err != nil {
+			var se *serverError
+			if !errors.As(err, &se) {
+				conn.Close()
+				return nil, fmt.Errorf("pooler: connect_query on %s: %w", addr, err)
+			}
+			p.log.Warn("pooler: connect_query failed", "db", pl.key.db, "user", pl.key.user, "err", err)
+		}
 	}
 	s.peekFn = s.peek
 	now := time.Now()
@@ -181,11 +195,16 @@ func (s *server) send(m *msgBuilder) error {
 	return s.bw.Flush()
 }
 
-// login runs the startup and authentication exchange.
-func (s *server) login(user, db string, sec secret) error {
+// login runs the startup and authentication exchange; extra are more
+// startup parameters, name and value in turn.
+func (s *server) login(user, db string, sec secret, extra []string) error {
 	var m msgBuilder
 	m.b = append(m.b, 0) // placeholder type byte for beginUntyped
-	m.beginUntyped().i32(protocolV3).str("user").str(user).str("database").str(db).byte1(0)
+	m.beginUntyped().i32(protocolV3).str("user").str(user).str("database").str(db)
+	for _, x := range extra {
+		m.str(x)
+	}
+	m.byte1(0)
 	binary.BigEndian.PutUint32(m.b[1:], uint32(len(m.b)-1))
 	if _, err := s.bw.Write(m.b[1:]); err != nil {
 		return fmt.Errorf("pooler: login to %s: %w", s.addr, err)
@@ -420,7 +439,7 @@ func (s *server) noteParameter(b []byte) {
 	k, rest, _ := cstring(b)
 	v, _, _ := cstring(rest)
 	s.params[k] = v
-	if i := trackedIndex(k); i >= 0 {
+	if i := s.pool.p.trackIndex(k); i >= 0 {
 		s.tracked[i] = v
 	}
 }

@@ -40,22 +40,21 @@ func (p *Pooler) runSession(c *client) {
 		}()
 		return
 	}
+	fw := c.farewellFor(err)
+	if fw != nil {
+		// The pooler ends this session: no server, no pump may write to
+		// the client any more before the farewell does.
+		c.detach()
+	}
 	c.cleanup()
 	if c.br != nil {
 		putReader(c.br)
 		c.br = nil
 	}
+	if fw != nil {
+		c.farewell(fw)
+	}
 	if err != nil && !errors.Is(err, errTerminate) && !errors.Is(err, io.EOF) {
-		var m msgBuilder
-		var le *loginError
-		switch {
-		case errors.As(err, &le):
-			c.conn.Write(m.errorMsg("FATAL", le.code, le.msg).b)
-		case errors.Is(err, ErrProtocol):
-			c.conn.Write(m.errorMsg("FATAL", codeProtocolViolation, err.Error()).b)
-		case errors.Is(err, errIdleInTx):
-			c.conn.Write(m.errorMsg("FATAL", "25P03", "idle transaction timeout").b)
-		}
 		p.log.Debug("pooler: client session ended", "client", c.id, "err", err)
 	}
 	p.endSession(c)

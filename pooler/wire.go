@@ -153,8 +153,17 @@ func (m *msgBuilder) end() *msgBuilder {
 
 // errorMsg appends an ErrorResponse.
 func (m *msgBuilder) errorMsg(severity, code, text string) *msgBuilder {
-	return m.begin('E').byte1('S').str(severity).byte1('V').str(severity).
-		byte1('C').str(code).byte1('M').str(text).byte1(0).end()
+	return m.errorFields(severity, code, text, "")
+}
+
+// errorFields appends an ErrorResponse with an optional DETAIL.
+func (m *msgBuilder) errorFields(severity, code, text, detail string) *msgBuilder {
+	m.begin('E').byte1('S').str(severity).byte1('V').str(severity).
+		byte1('C').str(code).byte1('M').str(text)
+	if detail != "" {
+		m.byte1('D').str(detail)
+	}
+	return m.byte1(0).end()
 }
 
 func (m *msgBuilder) readyForQuery(status byte) *msgBuilder {
@@ -254,8 +263,16 @@ func putReader(br *bufio.Reader) {
 	readerPool.Put(br)
 }
 
+// sinkError is a failure to write to copyBody's destination (as opposed
+// to reading its source): the other side of the copy went away.
+type sinkError struct{ err error }
+
+func (e *sinkError) Error() string { return e.err.Error() }
+func (e *sinkError) Unwrap() error { return e.err }
+
 // copyBody forwards n bytes from src to dst through src's buffer: no
-// allocation, large bodies stream in buffer-sized pieces.
+// allocation, large bodies stream in buffer-sized pieces. A failed write
+// to dst is a *sinkError.
 func copyBody(dst *bufio.Writer, src *bufio.Reader, n int) error {
 	for n > 0 {
 		k := src.Buffered()
@@ -270,7 +287,7 @@ func copyBody(dst *bufio.Writer, src *bufio.Reader, n int) error {
 		}
 		b, _ := src.Peek(k)
 		if _, err := dst.Write(b); err != nil {
-			return err
+			return &sinkError{err}
 		}
 		src.Discard(k)
 		n -= k

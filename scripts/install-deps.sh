@@ -14,6 +14,7 @@ have_bin etcd /usr/bin/etcd || need+=(etcd-server)
 have_bin etcdctl /usr/bin/etcdctl || need+=(etcd-client)
 have_bin haproxy /usr/sbin/haproxy || need+=(haproxy)
 have_bin pgbouncer /usr/sbin/pgbouncer || need+=(pgbouncer)
+have_bin prometheus-pgbouncer-exporter /usr/bin/prometheus-pgbouncer-exporter || need+=(prometheus-pgbouncer-exporter)
 have_bin ip /usr/sbin/ip || need+=(iproute2)
 have_bin runuser /usr/sbin/runuser || need+=(util-linux)
 have_bin make /usr/bin/make || need+=(make)
@@ -48,7 +49,7 @@ if ! id postgres >/dev/null 2>&1; then
   fi
 fi
 # Stop packaged services if a package started them anyway.
-for svc in etcd haproxy pgbouncer patroni; do
+for svc in etcd haproxy pgbouncer patroni prometheus-pgbouncer-exporter; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi
