@@ -140,10 +140,13 @@ func (p *Pooler) SetAuthUser(name, password string) error {
 
 // loadAuth (re)reads auth_file and the hba rules.
 func (p *Pooler) loadAuth() error {
+	p.mu.Lock()
+	authFile, hba := p.cfg.AuthFile, p.cfg.HBA
+	p.mu.Unlock()
 	users := map[string]secret{}
-	if p.cfg.AuthFile != "" {
+	if authFile != "" {
 		var err error
-		if users, err = loadUserlist(p.cfg.AuthFile); err != nil {
+		if users, err = loadUserlist(authFile); err != nil {
 			return err
 		}
 	} else if p.cfg.AuthType != "trust" && p.cfg.AuthQuery == "" {
@@ -156,7 +159,7 @@ func (p *Pooler) loadAuth() error {
 		}
 	}
 	p.mu.Unlock()
-	rules, err := parseHBA(p.cfg.HBA)
+	rules, err := parseHBA(hba)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,12 @@ func TestConvertCommand(t *testing.T) {
 		{"output refused by validation", []string{"--patroni", bad}, 2,
 			[]string{"scope: s"}, []string{"zookeeper: pgha keeps its state in etcd", "validate-config: postgresql.bin_dir:"}},
 		{"missing file", []string{"--patroni", "/nonexistent/patroni.yml"}, 2, nil, []string{"no such file"}},
+		{"pgbouncer alone: the pooler section", []string{"--pgbouncer", "../../internal/convert/testdata/production.ini"}, 0,
+			[]string{"pooler:", "pool_mode: "}, nil},
+		{"patroni and pgbouncer: one node config", []string{"--patroni", "../../testdata/patroni/postgres0.yml",
+			"--pgbouncer", "../../internal/convert/testdata/production.ini"}, 0,
+			[]string{"scope: batman", "pooler:", "enabled: true"}, nil},
+		{"neither file", nil, 2, nil, []string{"name a --patroni file, a --pgbouncer file, or both"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

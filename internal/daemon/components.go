@@ -48,14 +48,8 @@ func (d *Daemon) AddComponents(configPath string) error {
 	if !cfg.Pooler.Enabled {
 		return nil
 	}
-	pcfg := cfg.Pooler
+	pcfg, defaultAuth := poolerConfig(cfg)
 	su := cfg.PostgreSQL.Authentication.Superuser
-	defaultAuth := pcfg.AuthFile == "" && pcfg.AuthQuery == "" && pcfg.AuthType != "trust" && su.Username != ""
-	if defaultAuth {
-		// No user list configured: look users up in Postgres as the
-		// superuser, with PgBouncer's default auth_query.
-		pcfg.AuthUser, pcfg.AuthQuery = su.Username, defaultAuthQuery
-	}
 	router := &poolerRouter{d: d, kick: make(chan struct{}, 1)}
 	if self, ok := connAddr(cfg.Name, connURL(cfg.PostgreSQL)); ok && cfg.Pooler.LocalUnixSocket {
 		router.self, router.socket = self, d.inst.SocketPath()
@@ -78,9 +72,27 @@ func (d *Daemon) AddComponents(configPath string) error {
 		return fmt.Errorf("daemon: pooler: %w", err)
 	}
 	d.OnFence(router.fence)
+	d.OnReload(func(next config.Config) ([]string, error) {
+		pc, _ := poolerConfig(next)
+		return p.Reload(pc)
+	})
 	d.Add("pooler-routing", router.run)
 	d.Add("pooler", p.Run)
 	return nil
+}
+
+// poolerConfig is the pooler's configuration for a node config: with no
+// user list configured (no auth_file, no auth_query, not trust), users
+// are looked up in Postgres as the superuser with PgBouncer's default
+// auth_query (defaultAuth).
+func poolerConfig(cfg config.Config) (pcfg config.Pooler, defaultAuth bool) {
+	pcfg = cfg.Pooler
+	su := cfg.PostgreSQL.Authentication.Superuser
+	defaultAuth = pcfg.AuthFile == "" && pcfg.AuthQuery == "" && pcfg.AuthType != "trust" && su.Username != ""
+	if defaultAuth {
+		pcfg.AuthUser, pcfg.AuthQuery = su.Username, defaultAuthQuery
+	}
+	return pcfg, defaultAuth
 }
 
 // poolerRouter routes the pooler by the cluster view. While etcd cannot be
