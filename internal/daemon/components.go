@@ -15,9 +15,9 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/version"
 	"github.com/pgha/pgha/leader"
 	"github.com/pgha/pgha/pooler"
-	"github.com/pgha/pgha/internal/version"
 	"github.com/pgha/pgha/restapi"
 )
 
