@@ -344,7 +344,7 @@ func switchoverCandidate(f Facts, named string) (string, string) {
 func eligiblePeers(f Facts) []Peer {
 	var out []Peer
 	for _, p := range f.Peers {
-		if p.Name == f.Me || !p.Running || !p.InRecovery || !canPromote(p.Tags) {
+		if p.Name == f.Me || !p.Running || !p.InRecovery || !cluster.CanPromote(p.Tags) {
 			continue
 		}
 		if _, ok := f.Downstream[p.Name]; !ok {
@@ -355,24 +355,13 @@ func eligiblePeers(f Facts) []Peer {
 	return out
 }
 
-func canPromote(t config.Tags) bool {
-	return !t.NoFailover && (t.FailoverPriority == nil || *t.FailoverPriority > 0)
-}
-
-func priority(t config.Tags) int {
-	if t.FailoverPriority == nil {
-		return 1
-	}
-	return *t.FailoverPriority
-}
-
 // better orders candidates: position, then failover_priority, then name.
 func better(a, b Peer) bool {
 	if a.Position != b.Position {
 		return a.Position > b.Position
 	}
-	if priority(a.Tags) != priority(b.Tags) {
-		return priority(a.Tags) > priority(b.Tags)
+	if cluster.Priority(a.Tags) != cluster.Priority(b.Tags) {
+		return cluster.Priority(a.Tags) > cluster.Priority(b.Tags)
 	}
 	return a.Name < b.Name
 }
@@ -414,7 +403,7 @@ func decideFollower(f Facts) Action {
 		if f.RewindFailed {
 			return act(Reclone, lead, "replica went past the fork of %s's timeline %d and pg_rewind failed; re-cloning", lead, lm.Timeline)
 		}
-		return act(Rewind, lead, "replica on timeline %d replayed past %s, where %s's timeline forked: rewinding", local.Timeline, lsnString(fork), lead)
+		return act(Rewind, lead, "replica on timeline %d replayed past %s, where %s's timeline forked: rewinding", local.Timeline, cluster.FormatLSN(fork), lead)
 	}
 	if f.Following != up {
 		if up != lead {
@@ -462,13 +451,13 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 		if need := v.Status.Optime; fo.Leader != "" && need > 0 && local.Position < need {
 			if !f.CandidateWaitSince.IsZero() && f.Now.Sub(f.CandidateWaitSince) >= candidateWaitBound {
 				return act(ClearFailover, "", "switchover given up: %s's last WAL (up to %s) did not arrive within %s (have %s)",
-					fo.Leader, lsnString(need), candidateWaitBound, lsnString(local.Position))
+					fo.Leader, cluster.FormatLSN(need), candidateWaitBound, cluster.FormatLSN(local.Position))
 			}
-			return act(Nothing, "", "switchover candidate waiting for %s's last WAL (have %s, need %s)", fo.Leader, lsnString(local.Position), lsnString(need))
+			return act(Nothing, "", "switchover candidate waiting for %s's last WAL (have %s, need %s)", fo.Leader, cluster.FormatLSN(local.Position), cluster.FormatLSN(need))
 		}
 		return act(Acquire, "", "named failover candidate")
 	}
-	if !canPromote(f.Tags) {
+	if !cluster.CanPromote(f.Tags) {
 		if local.Running && !local.InRecovery {
 			return act(Demote, "", "no leader and this member may not lead (nofailover)")
 		}
@@ -495,7 +484,7 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 	}
 	me := Peer{Name: f.Me, Position: local.Position, Running: true, InRecovery: local.InRecovery, Tags: f.Tags}
 	for _, p := range f.Peers {
-		if p.Name == f.Me || !p.Running || !canPromote(p.Tags) {
+		if p.Name == f.Me || !p.Running || !cluster.CanPromote(p.Tags) {
 			continue
 		}
 		if !p.InRecovery {

@@ -2,7 +2,6 @@ package leader
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -62,13 +61,11 @@ func (l *Loop) noteRole(local Local, holds bool, why string) {
 	}
 	if role != l.role {
 		l.log.Info("role changed", "old_role", string(l.role), "new_role", string(role),
-			"timeline", local.Timeline, "lsn", lsnString(local.Position), "leader", holds, "why", why)
+			"timeline", local.Timeline, "lsn", cluster.FormatLSN(local.Position), "leader", holds, "why", why)
 	}
 	l.role, l.state = role, state
 	l.noteEvent(local.Running, role)
 }
-
-func lsnString(p int64) string { return fmt.Sprintf("%X/%X", uint64(p)>>32, uint32(p)) }
 
 func (l *Loop) publishMember(ctx context.Context, local Local) {
 	l.mu.Lock()

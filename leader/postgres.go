@@ -3,10 +3,8 @@ package leader
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
 
+	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 )
 
@@ -81,19 +79,11 @@ type Upstream struct {
 
 // UpstreamFromConnURL reads a member's conn_url (postgres://host:port/db).
 func UpstreamFromConnURL(name, connURL string) (Upstream, error) {
-	u, err := url.Parse(connURL)
+	e, err := cluster.ParseConnURL(connURL)
 	if err != nil {
-		return Upstream{}, fmt.Errorf("leader: member %s conn_url %q: %w", name, connURL, err)
+		return Upstream{}, fmt.Errorf("leader: member %s: %w", name, err)
 	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		return Upstream{}, fmt.Errorf("leader: member %s conn_url %q has no host:port: %w", name, connURL, err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return Upstream{}, fmt.Errorf("leader: member %s conn_url %q: bad port", name, connURL)
-	}
-	return Upstream{Name: name, Host: host, Port: p}, nil
+	return Upstream{Name: name, Host: e.Host, Port: e.Port}, nil
 }
 
 // Slots is the set of replication slots one server keeps.

@@ -150,7 +150,7 @@ func pickSyncStandbys(v cluster.View, me string, current []string, streaming map
 	}
 	var cs []cand
 	for _, m := range v.Members {
-		if _, ok := streaming[m.Name]; !ok || m.Name == me || m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || !canPromote(m.Tags) || m.Tags.NoSync {
+		if _, ok := streaming[m.Name]; !ok || m.Name == me || m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || !cluster.CanPromote(m.Tags) || m.Tags.NoSync {
 			continue
 		}
 		cs = append(cs, cand{m.Name, max(m.XLogLocation, m.ReplayLSN, m.ReceiveLSN), slices.Contains(current, m.Name)})

@@ -10,14 +10,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgha/pgha/cluster"
 )
 
 // LSN is a WAL position in bytes.
 type LSN uint64
 
 // String formats the LSN as Postgres does (16/B374D848).
-func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+func (l LSN) String() string { return cluster.FormatLSN(int64(l)) }
 
 // ParseLSN reads "16/B374D848".
 func ParseLSN(s string) (LSN, error) {

@@ -1,7 +1,6 @@
 package restapi
 
 import (
-	"fmt"
 	"net"
 	"net/url"
 	"sort"
@@ -49,9 +48,7 @@ type MemberDoc struct {
 }
 
 // FormatLSN writes a byte position as Postgres does ("0/3000060").
-func FormatLSN(lsn int64) string {
-	return fmt.Sprintf("%X/%X", uint64(lsn)>>32, uint64(lsn)&0xFFFFFFFF)
-}
+func FormatLSN(lsn int64) string { return cluster.FormatLSN(lsn) }
 
 // HostPort extracts host and port from a member's conn_url
 // (postgres://host:port/db); port is 0 when absent.

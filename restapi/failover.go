@@ -190,7 +190,7 @@ func failoverPossible(v cluster.View, leader, candidate, action string) string {
 	}
 	var whys []string
 	for _, m := range members {
-		why := candidateProblem(v, m)
+		why := cluster.WhyNotCandidate(v, m)
 		if why == "" {
 			return ""
 		}
@@ -198,24 +198,6 @@ func failoverPossible(v cluster.View, leader, candidate, action string) string {
 	}
 	sort.Strings(whys)
 	return action + " is not possible: no good candidates have been found (" + strings.Join(whys, "; ") + ")"
-}
-
-// candidateProblem says why m cannot be promoted, "" when it can.
-func candidateProblem(v cluster.View, m cluster.Member) string {
-	switch {
-	case m.Name == v.Leader:
-		return "is the leader"
-	case m.Tags.NoFailover:
-		return "tagged nofailover"
-	case m.State != cluster.StateRunning && m.State != cluster.StateStreaming:
-		return fmt.Sprintf("state is %q, not running", m.State)
-	}
-	maxLag := int64(v.Config.MaximumLagOnFailover)
-	pos := max(m.ReplayLSN, m.ReceiveLSN, m.XLogLocation)
-	if maxLag > 0 && v.Status.Optime > 0 && v.Status.Optime-pos > maxLag {
-		return fmt.Sprintf("lags %d bytes behind the leader, more than maximum_lag_on_failover %d", v.Status.Optime-pos, maxLag)
-	}
-	return ""
 }
 
 // pollFailover is Patroni's poll_failover_result: wait for a leader other

@@ -51,7 +51,7 @@ func (d *Daemon) AddComponents(configPath string) error {
 	pcfg, defaultAuth := poolerConfig(cfg)
 	su := cfg.PostgreSQL.Authentication.Superuser
 	router := &poolerRouter{d: d, kick: make(chan struct{}, 1)}
-	if self, ok := connAddr(cfg.Name, connURL(cfg.PostgreSQL)); ok && cfg.Pooler.LocalUnixSocket {
+	if self, ok := connAddr(connURL(cfg.PostgreSQL)); ok && cfg.Pooler.LocalUnixSocket {
 		router.self, router.socket = self, d.inst.SocketPath()
 		d.inst.AllowLocalPasswords()
 	}

@@ -309,47 +309,22 @@ func (d *Daemon) Changed() <-chan struct{} { return d.loop.Changed() }
 // cycle, local Postgres as last seen).
 func (d *Daemon) LoopInfo() leader.Info { return d.loop.Info() }
 
-// Targets are where the pooler routes: the primary's and healthy
-// replicas' host:port, from the view.
-type Targets struct {
-	Primary  string
-	Replicas []string
-}
+// Targets are where the pooler routes (cluster.TargetsOf).
+type Targets = cluster.Targets
 
-// Targets derives the pooler's routing from the view: the leader's
-// address when it runs as primary, and running replicas without
-// noloadbalance.
+// Targets derives the pooler's routing from the loop's view.
 func (d *Daemon) Targets() Targets {
 	v, _ := d.loop.View()
-	return TargetsOf(v)
+	return cluster.TargetsOf(v)
 }
 
 // TargetsOf derives routing targets from a view.
-func TargetsOf(v cluster.View) Targets {
-	var t Targets
-	for _, m := range v.Members {
-		addr, ok := connAddr(m.Name, m.ConnURL)
-		if !ok {
-			continue
-		}
-		running := m.State == cluster.StateRunning || m.State == cluster.StateStreaming
-		switch {
-		case m.Name == v.Leader && m.Role == cluster.RolePrimary && running:
-			t.Primary = addr
-		case m.Role == cluster.RoleReplica && running && !m.Tags.NoLoadBalance:
-			t.Replicas = append(t.Replicas, addr)
-		}
-	}
-	return t
-}
+func TargetsOf(v cluster.View) Targets { return cluster.TargetsOf(v) }
 
 // connAddr is the host:port of a member's conn_url.
-func connAddr(name, connURL string) (string, bool) {
-	up, err := leader.UpstreamFromConnURL(name, connURL)
-	if err != nil {
-		return "", false
-	}
-	return net.JoinHostPort(up.Host, fmt.Sprint(up.Port)), true
+func connAddr(connURL string) (string, bool) {
+	e, err := cluster.ParseConnURL(connURL)
+	return e.Addr(), err == nil
 }
 
 // connURL is this node's conn_url in its member key.
