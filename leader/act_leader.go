@@ -122,7 +122,7 @@ func (l *Loop) release(ctx context.Context, s step) (Memory, error) {
 func (l *Loop) clearFailover(ctx context.Context, s step) (Memory, error) {
 	c, cancel := s.etcd(ctx)
 	defer cancel()
-	return s.mem, l.store.FinishFailover(c, s.f.View.Failover.Revision)
+	return s.mem, l.store.DeleteFailover(c, s.f.View.Failover.Revision)
 }
 
 // restartInPlace starts the crashed primary, retrying while the dead
@@ -212,7 +212,7 @@ func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why
 	if f.View.Failover != nil {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		if err := l.store.ClearFailover(cctx); err != nil {
+		if err := l.store.DeleteFailover(cctx, 0); err != nil {
 			l.log.Warn("clear failover key", "err", err)
 		}
 	}

@@ -228,7 +228,13 @@ func CASConfig(ctx context.Context, cli *clientv3.Client, namespace, scope strin
 // ClearFailoverKey deletes the failover key when its mod_revision is
 // still rev (ErrConflict otherwise); rev 0 deletes it unconditionally.
 func ClearFailoverKey(ctx context.Context, cli *clientv3.Client, namespace, scope string, rev int64) error {
-	key := Prefix(namespace, scope) + keyFailover
+	return deleteFailover(ctx, cli, Prefix(namespace, scope)+keyFailover, rev)
+}
+
+// deleteFailover is the one deletion of the failover key: when its
+// mod_revision is still rev (ErrConflict otherwise), or unconditionally
+// for rev 0.
+func deleteFailover(ctx context.Context, cli *clientv3.Client, key string, rev int64) error {
 	if rev == 0 {
 		if _, err := cli.Delete(ctx, key); err != nil {
 			return fmt.Errorf("leader: delete failover key: %w", err)

@@ -25,8 +25,7 @@ type keyStore interface {
 	CancelInitialize(ctx context.Context) error
 	CompleteInitialize(ctx context.Context, sysid string) error
 	WriteHistory(ctx context.Context, lease clientv3.LeaseID, h []cluster.HistoryEntry) error
-	ClearFailover(ctx context.Context) error
-	FinishFailover(ctx context.Context, rev int64) error
+	DeleteFailover(ctx context.Context, rev int64) error
 	WriteSync(ctx context.Context, lease clientv3.LeaseID, sy cluster.Sync) error
 	DeleteSync(ctx context.Context, lease clientv3.LeaseID) error
 }

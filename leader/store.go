@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -177,24 +178,15 @@ func (s *Store) WriteHistory(ctx context.Context, lease clientv3.LeaseID, h []cl
 	return s.fenced(ctx, lease, "history", clientv3.OpPut(s.key(keyHistory), string(encodeHistory(h))))
 }
 
-// FinishFailover deletes the failover key when it still has revision rev
-// (a newer request is left alone).
-func (s *Store) FinishFailover(ctx context.Context, rev int64) error {
-	k := s.key(keyFailover)
-	if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
-		Then(clientv3.OpDelete(k)).Commit(); err != nil {
-		return fmt.Errorf("leader: clear failover key: %w", err)
+// DeleteFailover deletes the failover key when its mod_revision is still
+// rev (a request carried out or refused), or whatever its revision when
+// rev is 0 (a new leader clears the request it answered).
+func (s *Store) DeleteFailover(ctx context.Context, rev int64) error {
+	err := deleteFailover(ctx, s.cli, s.key(keyFailover), rev)
+	if errors.Is(err, ErrConflict) {
+		return nil // changed meanwhile: the newer request stands
 	}
-	return nil
-}
-
-// ClearFailover deletes the failover key whatever its revision (a new
-// leader clears the request it answered).
-func (s *Store) ClearFailover(ctx context.Context) error {
-	if _, err := s.cli.Delete(ctx, s.key(keyFailover)); err != nil {
-		return fmt.Errorf("leader: clear failover key: %w", err)
-	}
-	return nil
+	return err
 }
 
 // ClaimInitialize races to bootstrap the cluster: it creates the
