@@ -1,9 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sort"
 	"strings"
 )
 
@@ -59,4 +61,102 @@ func keepUnknown(old, next map[string]any, t reflect.Type) {
 			keepUnknown(ov, nv, ft)
 		}
 	}
+}
+
+// MergePatch applies a Patroni config patch to doc in place: nested
+// objects merge, null deletes a key, anything else replaces. It reports
+// whether doc changed.
+func MergePatch(doc, patch map[string]any) bool {
+	changed := false
+	for k, pv := range patch {
+		cur, had := doc[k]
+		switch pv := pv.(type) {
+		case nil:
+			if had {
+				delete(doc, k)
+				changed = true
+			}
+		case map[string]any:
+			cm, ok := cur.(map[string]any)
+			if !ok {
+				cm = map[string]any{}
+				if had && cur != nil {
+					changed = true
+				}
+			}
+			if MergePatch(cm, pv) || !had {
+				changed = true
+			}
+			doc[k] = cm
+		default:
+			if !had || !jsonEqual(cur, pv) {
+				doc[k] = pv
+				changed = true
+			}
+		}
+	}
+	return changed
+}
+
+func jsonEqual(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// DynamicToMap renders a dynamic configuration as its JSON object.
+func DynamicToMap(d DynamicConfig) (map[string]any, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("config: encode dynamic config: %w", err)
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("config: decode dynamic config: %w", err)
+	}
+	return m, nil
+}
+
+// DecodeDynamicMap turns a config JSON object (a PATCH/PUT body, an
+// edited document) into a validated DynamicConfig; keys it leaves out take
+// their defaults. Unknown keys and invalid values are errors that name
+// the key.
+func DecodeDynamicMap(m map[string]any) (DynamicConfig, error) {
+	d := DefaultDynamic()
+	b, err := json.Marshal(m)
+	if err != nil {
+		return d, fmt.Errorf("config: %v", err)
+	}
+	if err := decodeStrict(b, &d); err != nil {
+		// A value's own decoder (durations, sizes) does not say which key
+		// it was decoding. Keys decode in sorted order (json.Marshal sorts
+		// them), so the first key that fails alone is the one to name.
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			one, _ := json.Marshal(map[string]any{k: m[k]})
+			scratch := DefaultDynamic()
+			if decodeStrict(one, &scratch) != nil {
+				if strings.Contains(err.Error(), k) {
+					break
+				}
+				return d, fmt.Errorf("config: %s: %v", k, err)
+			}
+		}
+		return d, fmt.Errorf("config: %v", err)
+	}
+	if err := d.Validate(); err != nil {
+		return d, fmt.Errorf("config: %v", err)
+	}
+	return d, nil
+}
+
+// decodeStrict decodes JSON into v, refusing unknown keys.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }

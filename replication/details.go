@@ -73,3 +73,19 @@ func (in *Instance) Details(ctx context.Context) (Details, error) {
 	}
 	return d, nil
 }
+
+// Busy counts client sessions running a statement or inside a
+// transaction (not the caller's own, not WAL senders): what a planned
+// stop waits for.
+func (in *Instance) Busy(ctx context.Context) (int, error) {
+	var n int
+	err := in.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+			  AND (state = 'active' OR state LIKE 'idle in transaction%')`).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("replication: count busy sessions: %w", err)
+	}
+	return n, nil
+}

@@ -1,10 +1,7 @@
 package restapi
 
 import (
-	"net"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -53,16 +50,11 @@ func FormatLSN(lsn int64) string { return cluster.FormatLSN(lsn) }
 // HostPort extracts host and port from a member's conn_url
 // (postgres://host:port/db); port is 0 when absent.
 func HostPort(connURL string) (string, int) {
-	u, err := url.Parse(connURL)
-	if err != nil || u.Host == "" {
+	e, err := cluster.ParseConnURL(connURL)
+	if err != nil {
 		return "", 0
 	}
-	host, portStr, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		return u.Host, 0
-	}
-	port, _ := strconv.Atoi(portStr)
-	return host, port
+	return e.Host, e.Port
 }
 
 // syncNames lists the members named in the sync key.

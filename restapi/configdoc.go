@@ -1,112 +1,27 @@
 package restapi
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
-	"strings"
 
 	"github.com/pgha/pgha/config"
 )
 
-// MergePatch applies a Patroni config patch to doc in place: nested
-// objects merge, null deletes a key, anything else replaces. It reports
-// whether doc changed.
-func MergePatch(doc, patch map[string]any) bool {
-	changed := false
-	for k, pv := range patch {
-		cur, had := doc[k]
-		switch pv := pv.(type) {
-		case nil:
-			if had {
-				delete(doc, k)
-				changed = true
-			}
-		case map[string]any:
-			cm, ok := cur.(map[string]any)
-			if !ok {
-				cm = map[string]any{}
-				if had && cur != nil {
-					changed = true
-				}
-			}
-			if MergePatch(cm, pv) || !had {
-				changed = true
-			}
-			doc[k] = cm
-		default:
-			if !had || !jsonEqual(cur, pv) {
-				doc[k] = pv
-				changed = true
-			}
-		}
-	}
-	return changed
-}
-
-func jsonEqual(a, b any) bool {
-	x, err1 := json.Marshal(a)
-	y, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && bytes.Equal(x, y)
-}
+// MergePatch applies a Patroni config patch (config.MergePatch).
+func MergePatch(doc, patch map[string]any) bool { return config.MergePatch(doc, patch) }
 
 // DynamicToMap renders a dynamic configuration as its JSON object.
-func DynamicToMap(d config.DynamicConfig) (map[string]any, error) {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return nil, fmt.Errorf("restapi: encode dynamic config: %w", err)
-	}
-	m := map[string]any{}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("restapi: decode dynamic config: %w", err)
-	}
-	return m, nil
-}
+func DynamicToMap(d config.DynamicConfig) (map[string]any, error) { return config.DynamicToMap(d) }
 
-// DecodeDynamic turns a config JSON object into a validated
-// DynamicConfig; keys it leaves out take their defaults. Unknown keys and
-// invalid values are errors wrapping ErrBadRequest that name the key.
+// DecodeDynamic is config.DecodeDynamicMap with its errors wrapping
+// ErrBadRequest (400).
 func DecodeDynamic(m map[string]any) (config.DynamicConfig, error) {
-	d := config.DefaultDynamic()
-	b, err := json.Marshal(m)
+	d, err := config.DecodeDynamicMap(m)
 	if err != nil {
-		return d, fmt.Errorf("%w: config: %v", ErrBadRequest, err)
-	}
-	if err := decodeStrict(b, &d); err != nil {
-		// A value's own decoder (durations, sizes) does not say which key
-		// it was decoding. Keys decode in sorted order (json.Marshal sorts
-		// them), so the first key that fails alone is the one to name.
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			one, _ := json.Marshal(map[string]any{k: m[k]})
-			scratch := config.DefaultDynamic()
-			if decodeStrict(one, &scratch) != nil {
-				if strings.Contains(err.Error(), k) {
-					break
-				}
-				return d, fmt.Errorf("%w: config: %s: %v", ErrBadRequest, k, err)
-			}
-		}
-		return d, fmt.Errorf("%w: config: %v", ErrBadRequest, err)
-	}
-	if err := d.Validate(); err != nil {
-		return d, fmt.Errorf("%w: config: %v", ErrBadRequest, err)
+		return d, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	return d, nil
-}
-
-// decodeStrict decodes JSON into v, refusing unknown keys.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
 }
 
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {

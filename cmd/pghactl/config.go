@@ -13,8 +13,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"gopkg.in/yaml.v3"
 
+	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/leader"
-	"github.com/pgha/pgha/restapi"
 )
 
 func showConfigCommand() *cli.Command {
@@ -29,7 +29,7 @@ func showConfigCommand() *cli.Command {
 			if v.ConfigRevision == 0 {
 				return fmt.Errorf("cluster %s has no config key in etcd yet (not bootstrapped?)", x.scope)
 			}
-			m, err := restapi.DynamicToMap(v.Config)
+			m, err := config.DynamicToMap(v.Config)
 			if err != nil {
 				return err
 			}
@@ -128,7 +128,7 @@ func editConfig(ctx context.Context, x *ctl, c *cli.Context) error {
 	if v.ConfigRevision == 0 {
 		return fmt.Errorf("cluster %s has no config key in etcd yet (not bootstrapped?)", x.scope)
 	}
-	before, err := restapi.DynamicToMap(v.Config)
+	before, err := config.DynamicToMap(v.Config)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func editConfig(ctx context.Context, x *ctl, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	after, _ := restapi.DynamicToMap(v.Config)
+	after, _ := config.DynamicToMap(v.Config)
 	sets := c.StringSlice("set")
 	for _, p := range c.StringSlice("pg") {
 		sets = append(sets, "postgresql.parameters."+p)
@@ -148,17 +148,17 @@ func editConfig(ctx context.Context, x *ctl, c *cli.Context) error {
 				return err
 			}
 		}
-		restapi.MergePatch(after, patch)
+		config.MergePatch(after, patch)
 	} else {
 		if after, err = x.editInEditor(beforeYAML); err != nil {
 			return err
 		}
 	}
-	d, err := restapi.DecodeDynamic(after)
+	d, err := config.DecodeDynamicMap(after)
 	if err != nil {
 		return fmt.Errorf("refusing the change: %w", err)
 	}
-	final, err := restapi.DynamicToMap(d)
+	final, err := config.DynamicToMap(d)
 	if err != nil {
 		return err
 	}

@@ -50,8 +50,10 @@ func candidates(v cluster.View) (names []string, why []string) {
 	for _, m := range v.Members {
 		switch {
 		case m.Name == v.Leader:
+		case m.Tags.NoFailover:
+			why = append(why, m.Name+" is tagged nofailover")
 		case !cluster.CanPromote(m.Tags):
-			why = append(why, m.Name+" is tagged nofailover or failover_priority 0")
+			why = append(why, m.Name+" has failover_priority 0")
 		default:
 			names = append(names, m.Name)
 		}

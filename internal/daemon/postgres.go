@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/pgha/pgha/leader"
 	"github.com/pgha/pgha/replication"
@@ -107,15 +106,7 @@ func (p pgAdapter) Rewind(ctx context.Context, up leader.Upstream) error {
 	return p.in.Rewind(ctx, primaryOf(up))
 }
 
-func (p pgAdapter) Wipe(ctx context.Context) error {
-	if p.in.IsRunning() {
-		return fmt.Errorf("daemon: refuse to wipe %s while postgres runs", p.in.DataDir())
-	}
-	if err := os.RemoveAll(p.in.DataDir()); err != nil {
-		return fmt.Errorf("daemon: wipe data dir %s: %w", p.in.DataDir(), err)
-	}
-	return nil
-}
+func (p pgAdapter) Wipe(ctx context.Context) error { return p.in.Wipe(ctx) }
 
 func (p pgAdapter) SetSyncStandby(ctx context.Context, members []string) error {
 	return p.in.SetSyncStandby(ctx, members)
@@ -129,18 +120,4 @@ func (p pgAdapter) SyncSlots(ctx context.Context, want leader.Slots) error {
 	return p.in.SyncSlots(ctx, replication.SlotSpec{Members: want.Members, Permanent: want.Permanent, Ignore: want.Ignore})
 }
 
-func (p pgAdapter) Busy(ctx context.Context) (int, error) {
-	c, err := p.in.Conn(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close(context.Background())
-	var n int
-	err = c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-		  AND (state = 'active' OR state LIKE 'idle in transaction%')`).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("daemon: count busy sessions: %w", err)
-	}
-	return n, nil
-}
+func (p pgAdapter) Busy(ctx context.Context) (int, error) { return p.in.Busy(ctx) }
