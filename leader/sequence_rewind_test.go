@@ -40,7 +40,9 @@ func TestSequenceRewindFailsThenReclone(t *testing.T) {
 	w := divergedLeader(t)
 	a := w.m("a")
 	sysid := a.pg.state().SysID
-	a.pg.set(func(p *fakePG) { p.fail["rewind"] = errors.New("pg_rewind: could not find common ancestor of the source and target cluster's timelines") })
+	a.pg.set(func(p *fakePG) {
+		p.fail["rewind"] = errors.New("pg_rewind: could not find common ancestor of the source and target cluster's timelines")
+	})
 	w.start("a")
 	tn := w.round("a")["a"]
 	if tn.Kind != Rewind || !strings.Contains(tn.Err, "will re-clone") {
