@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 // Binary is Debian's haproxy.
@@ -75,16 +77,6 @@ func Rewrite(cfg string, primary, replica, stats int, nodes []Node) (string, err
 	return strings.Join(out, "\n"), nil
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("haproxytest: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Start runs HAProxy with scripts/haproxy.cfg rewritten for nodes, in its
 // own process group, killed in t.Cleanup. It returns once the frontends
 // accept connections.
@@ -97,7 +89,7 @@ func Start(t testing.TB, nodes []Node) *HAProxy {
 	if err != nil {
 		t.Fatalf("haproxytest: read shipped config: %v", err)
 	}
-	h := &HAProxy{PrimaryPort: freePort(t), ReplicaPort: freePort(t), StatsPort: freePort(t)}
+	h := &HAProxy{PrimaryPort: testkit.FreePort(t), ReplicaPort: testkit.FreePort(t), StatsPort: testkit.FreePort(t)}
 	cfg, err := Rewrite(string(raw), h.PrimaryPort, h.ReplicaPort, h.StatsPort, nodes)
 	if err != nil {
 		t.Fatal(err)
