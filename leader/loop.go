@@ -274,6 +274,15 @@ func (l *Loop) Wake() {
 // or revoking the lease: what kill -9 of the daemon leaves behind (tests).
 func (l *Loop) Kill() { l.killOnce.Do(func() { close(l.killed) }) }
 
+func (l *Loop) isKilled() bool {
+	select {
+	case <-l.killed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Do runs fn inside the loop between two cycles (restart, reinitialize)
 // and returns its error.
 func (l *Loop) Do(ctx context.Context, fn func(ctx context.Context) error) error {
@@ -343,6 +352,11 @@ func (l *Loop) run(ctx context.Context) error {
 		wait := l.cycle(ctx, false)
 		select {
 		case <-ctx.Done():
+			if l.isKilled() {
+				// Killed and cancelled both (SIGUSR2 detach): the kill wins,
+				// whichever the select picked; no shutdown cycle.
+				return nil
+			}
 			l.shutdown()
 			return nil
 		case <-l.killed:

@@ -84,6 +84,7 @@ type fakePG struct {
 	fail             map[string]error // operations that fail while set
 	calls            []string
 	onBootstrap      func() // runs inside Bootstrap, unlocked (an interleaving)
+	onStatus         func() // runs at the start of Status, unlocked
 	checkpointsTaken int
 }
 
@@ -116,6 +117,15 @@ func (p *fakePG) lock() func() { p.n.mu.Lock(); return p.n.mu.Unlock }
 // Status is the adapter's Status: control-file facts when stopped, and
 // positions only when running.
 func (p *fakePG) Status(ctx context.Context) (Local, error) {
+	p.n.mu.Lock()
+	hook := p.onStatus
+	p.n.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	if err := ctx.Err(); err != nil {
+		return Local{}, fmt.Errorf("fake pg: status: %w", err)
+	}
 	defer p.lock()()
 	if p.data == nil {
 		return Local{}, nil
