@@ -144,7 +144,7 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 		t.Fatal("pgha run did not detach")
 	}
 	if got := replication.PostmasterPID(c.PostgreSQL.DataDir); got == 0 || got != pid {
-		t.Fatalf("postmaster %d after detaching, want %d still running", got, pid)
+		t.Fatalf("postmaster %d after detaching, want %d still running; daemon log:\n%s", got, pid, errOut.String())
 	}
 	go func() { done <- run(ctx, []string{"pgha", "run", "-c", path}, &out, &errOut) }()
 	testkit.Eventually(t, time.Minute, "the next run leads with its own lease", func() error {
