@@ -42,6 +42,7 @@ func TestStartEtcd(t *testing.T) {
 // member down, and none of its processes outlives the test that
 // started it.
 func TestStartEtcdBinaryCluster(t *testing.T) {
+	pgtest.SkipIfShort(t, "etcd")
 	var dir string
 	t.Run("cluster", func(t *testing.T) {
 		c := pgtest.StartEtcdBinaryCluster(t, 3)

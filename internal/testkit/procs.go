@@ -69,6 +69,9 @@ func LeftoverProcesses(dir string, bound time.Duration) []Process {
 // whose working directory is under dir or one of whose arguments names
 // a path under dir.
 func ProcessesUnder(dir string) []Process {
+	if !filepath.IsAbs(dir) {
+		return nil // a relative path names no test's directory
+	}
 	dir = filepath.Clean(dir)
 	ents, err := os.ReadDir("/proc")
 	if err != nil {

@@ -197,6 +197,11 @@ func TestCheckNoLeaksFails(t *testing.T) {
 	if left := ProcessesUnder(other); len(left) != 1 {
 		t.Fatalf("the check touched another directory's process: %v", left)
 	}
+	for _, d := range []string{"", ".", "tmp"} {
+		if left := ProcessesUnder(d); len(left) != 0 {
+			t.Fatalf("ProcessesUnder(%q) = %v: a relative path names no test's directory", d, left)
+		}
+	}
 }
 
 func TestNamesPath(t *testing.T) {
