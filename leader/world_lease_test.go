@@ -11,7 +11,8 @@ import (
 
 // fakeLease is one member's lease on the fakeEtcd. Its keepalives are
 // sent when the world says so (keepalive), and the test decides whether
-// they are acknowledged; State is the test's to read and set.
+// they are acknowledged (setDeaf); with the world's virtual clock that
+// decides how old AckedSentAt gets.
 type fakeLease struct {
 	e       *fakeEtcd
 	store   *fakeStore
@@ -44,13 +45,6 @@ func (l *fakeLease) State() LeaseState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.state
-}
-
-// set lets the test change the state (ID, TTL, AckedSentAt) directly.
-func (l *fakeLease) set(f func(*LeaseState)) {
-	l.mu.Lock()
-	f(&l.state)
-	l.mu.Unlock()
 }
 
 func (l *fakeLease) setDeaf(deaf bool) {

@@ -71,21 +71,20 @@ type fakePG struct {
 	n    *pgNet
 	name string
 
-	data             *pgData
-	running, alive   bool
-	recovery         bool
-	streamingFrom    string
-	finalTo          map[string]bool // replicas owed the WAL of a clean stop
-	syncNames        []string
-	slots            Slots
-	busy             int
-	hold             bool             // the WAL receiver cannot reach its upstream
-	startHangs       bool             // Start waits for its context, as a server that never accepts connections
-	fail             map[string]error // operations that fail while set
-	calls            []string
-	onBootstrap      func() // runs inside Bootstrap, unlocked (an interleaving)
-	onStatus         func() // runs at the start of Status, unlocked
-	checkpointsTaken int
+	data           *pgData
+	running, alive bool
+	recovery       bool
+	streamingFrom  string
+	finalTo        map[string]bool // replicas owed the WAL of a clean stop
+	syncNames      []string
+	slots          Slots
+	busy           int
+	hold           bool             // the WAL receiver cannot reach its upstream
+	startHangs     bool             // Start waits for its context, as a server that never accepts connections
+	fail           map[string]error // operations that fail while set
+	calls          []string
+	onBootstrap    func() // runs inside Bootstrap, unlocked (an interleaving)
+	onStatus       func() // runs at the start of Status, unlocked
 }
 
 var _ Postgres = (*fakePG)(nil)
@@ -260,7 +259,6 @@ func (p *fakePG) checkpoint() {
 	if p.running && !p.recovery {
 		p.data.checkpoint = p.data.end
 		p.data.end += walRecord
-		p.checkpointsTaken++
 	}
 }
 
