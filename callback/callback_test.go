@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 func TestSplit(t *testing.T) {
@@ -61,17 +62,6 @@ func (w *lockedBuf) String() string {
 	return w.b.String()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func start(t *testing.T, cfg config.Callbacks) (*Runner, *lockedBuf) {
 	t.Helper()
 	var logs lockedBuf
@@ -92,9 +82,15 @@ func TestRunnerArguments(t *testing.T) {
 	r, _ := start(t, config.Callbacks{OnStart: cb, OnRoleChange: cb + " --extra"})
 	r.Fire(Event{Action: OnStart, Role: "replica"})
 	r.Fire(Event{Action: OnStop, Role: "replica"}) // no script: ignored
-	waitFor(t, "on_start ran", func() bool { b, _ := os.ReadFile(out); return strings.Count(string(b), "\n") == 1 })
+	testkit.Eventually(t, 10*time.Second, "on_start ran", func() error {
+		b, _ := os.ReadFile(out)
+		return testkit.Missing(strings.Count(string(b), "\n") == 1, "calls: "+string(b))
+	})
 	r.Fire(Event{Action: OnRoleChange, Role: "primary"})
-	waitFor(t, "on_role_change ran", func() bool { b, _ := os.ReadFile(out); return strings.Count(string(b), "\n") == 2 })
+	testkit.Eventually(t, 10*time.Second, "on_role_change ran", func() error {
+		b, _ := os.ReadFile(out)
+		return testkit.Missing(strings.Count(string(b), "\n") == 2, "calls: "+string(b))
+	})
 	b, _ := os.ReadFile(out)
 	if want := "on_start replica demo\n--extra on_role_change primary demo\n"; string(b) != want {
 		t.Fatalf("calls:\n%s\nwant:\n%s", b, want)
@@ -110,12 +106,16 @@ func TestRunnerTimeoutAndFailure(t *testing.T) {
 	r, logs := start(t, config.Callbacks{OnStart: slow, OnStop: bad, Timeout: config.Duration(200 * time.Millisecond)})
 	began := time.Now()
 	r.Fire(Event{Action: OnStart, Role: "primary"})
-	waitFor(t, "the slow script killed", func() bool { return strings.Contains(logs.String(), "killed after its timeout") })
+	testkit.Eventually(t, 10*time.Second, "the slow script killed", func() error {
+		return testkit.Missing(strings.Contains(logs.String(), "killed after its timeout"), "log: "+logs.String())
+	})
 	if d := time.Since(began); d > 5*time.Second {
 		t.Fatalf("the slow script ran %s with a 200ms timeout", d)
 	}
 	r.Fire(Event{Action: OnStop, Role: "primary"})
-	waitFor(t, "the failure logged", func() bool { return strings.Contains(logs.String(), "no route to pgbouncer") })
+	testkit.Eventually(t, 10*time.Second, "the failure logged", func() error {
+		return testkit.Missing(strings.Contains(logs.String(), "no route to pgbouncer"), "log: "+logs.String())
+	})
 }
 
 // TestRunnerSupersedes: a new event kills the script still running for
@@ -129,7 +129,10 @@ func TestRunnerSupersedes(t *testing.T) {
 	r.Fire(Event{Action: OnStart, Role: "replica"})
 	// Whether or not the slow script has started yet, the next event ends it.
 	r.Fire(Event{Action: OnRoleChange, Role: "primary"})
-	waitFor(t, "on_role_change ran", func() bool { b, _ := os.ReadFile(out); return string(b) == "on_role_change\n" })
+	testkit.Eventually(t, 10*time.Second, "on_role_change ran", func() error {
+		b, _ := os.ReadFile(out)
+		return testkit.Missing(string(b) == "on_role_change\n", "calls: "+string(b))
+	})
 	if !strings.Contains(logs.String(), "superseded") {
 		t.Fatalf("no superseded line:\n%s", logs.String())
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestBootstrapReplicateKillRejoin(t *testing.T) {
 		return ""
 	})
 	tc.WaitFor(30*time.Second, next.Name+" accepts writes", func() string {
-		ctx, cancel := ctxTimeout(3 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		if !next.Writable(ctx, "rows") {
 			return "write failed"
@@ -114,7 +115,7 @@ func TestBootstrapReplicateKillRejoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc.WaitFor(30*time.Second, next.Name+" writable again after its postgres crashed", func() string {
-		ctx, cancel := ctxTimeout(2 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if !next.Writable(ctx, "rows") {
 			return "not writable"

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -73,7 +74,7 @@ func TestDaemonDeathFencesPrimary(t *testing.T) {
 }
 
 func writableNow(n *daemontest.Node) bool {
-	ctx, cancel := ctxTimeout(2 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return n.Writable(ctx, "probe")
 }

@@ -100,9 +100,15 @@ func TestLeaderCutFromEtcd(t *testing.T) {
 	leaderKey := leader.Prefix("/service/", "e2e") + "leader"
 	wctx, wcancel := context.WithCancel(context.Background())
 	defer wcancel()
+	// Watch from the revision read now: a deletion after it is reported
+	// however late the watch stream is set up.
+	now, err := cli.Get(wctx, leaderKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	deleted := make(chan time.Time, 1)
 	go func() {
-		for resp := range cli.Watch(wctx, leaderKey) {
+		for resp := range cli.Watch(wctx, leaderKey, clientv3.WithRev(now.Header.Revision+1)) {
 			for _, ev := range resp.Events {
 				if ev.Type == clientv3.EventTypeDelete {
 					select {
@@ -113,7 +119,6 @@ func TestLeaderCutFromEtcd(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(300 * time.Millisecond) // the watch is established
 
 	s := startSampler(tc, "probe")
 	defer s.Stop()

@@ -15,6 +15,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/fence"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/replication"
 )
 
@@ -53,17 +54,12 @@ func newClient(t *testing.T, n *pgtest.Node, wd config.Watchdog) *fence.Client {
 // its socket: no keeper outlives its test.
 func waitKeeperGone(t *testing.T, c *fence.Client, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	if testkit.Poll(context.Background(), timeout, func() error {
 		_ = c.Dismiss()
-		if _, err := c.Status(); err != nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("fence keeper still answers %s after its test", timeout)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		_, err := c.Status()
+		return testkit.Missing(err != nil, "the keeper answers")
+	}) != nil {
+		t.Errorf("fence keeper still answers %s after its test", timeout)
 	}
 }
 
@@ -79,17 +75,25 @@ func writable(n *pgtest.Node) bool {
 	return err == nil
 }
 
-// waitUntil polls cond every 10 ms until it holds or timeout passes.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Time {
+// allowedFor reads how long the keeper still allows writes (negative:
+// since when the permission has run out, on the keeper's clock).
+func allowedFor(t *testing.T, c *fence.Client) time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+	s, err := c.Status()
+	if err != nil {
+		t.Fatalf("keeper status: %v", err)
 	}
-	return time.Now()
+	for _, f := range strings.Fields(s) {
+		if v, ok := strings.CutPrefix(f, "allowed_for="); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				t.Fatalf("keeper status %q: %v", s, err)
+			}
+			return d
+		}
+	}
+	t.Fatalf("keeper status %q has no allowed_for", s)
+	return 0
 }
 
 // TestKeeperStopsPostgresWhenPermissionEnds: a primary whose daemon stops
@@ -105,13 +109,16 @@ func TestKeeperStopsPostgresWhenPermissionEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close() // the daemon dies: nobody renews
-	for time.Now().Before(until.Add(-200 * time.Millisecond)) {
+	testkit.Eventually(t, 10*time.Second, "200 ms before the deadline, postgres writable all along", func() error {
 		if !writable(n) {
 			t.Fatalf("postgres refused writes %s before the permission ended", time.Until(until))
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stopped := waitUntil(t, 10*time.Second, "postgres stopped by the keeper", func() bool { return !replication.MayTakeWrites(n.DataDir) })
+		return testkit.Missing(!time.Now().Before(until.Add(-200*time.Millisecond)), "deadline not near yet")
+	})
+	testkit.Eventually(t, 10*time.Second, "postgres stopped by the keeper", func() error {
+		return testkit.Missing(!replication.MayTakeWrites(n.DataDir), "postgres takes writes")
+	})
+	stopped := time.Now()
 	t.Logf("postgres stopped %s after the deadline", stopped.Sub(until).Round(time.Millisecond))
 	if writable(n) {
 		t.Fatal("postgres takes writes after the keeper stopped it")
@@ -128,16 +135,17 @@ func TestKeeperSparesStandby(t *testing.T) {
 	if err := c.Allow(time.Now().Add(100*time.Millisecond), time.Now(), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "the permission to run out", func() bool {
-		s, err := c.Status()
-		return err == nil && strings.Contains(s, "allowed_for=-")
-	})
-	// Several keeper polls later the replica still runs.
-	for range 20 {
-		time.Sleep(20 * time.Millisecond)
+	// The replica still runs once the permission has been over for 20
+	// keeper polls (of 20 ms), on the keeper's own clock.
+	testkit.Eventually(t, 5*time.Second, "the permission over for 400 ms", func() error {
 		if !r.Instance.IsRunning() {
 			t.Fatal("the keeper stopped a standby")
 		}
+		left := allowedFor(t, c)
+		return testkit.Missing(left <= -400*time.Millisecond, "allowed for "+left.String())
+	})
+	if !r.Instance.IsRunning() {
+		t.Fatal("the keeper stopped a standby")
 	}
 	if s, _ := c.Status(); !strings.Contains(s, "fences=0") {
 		t.Fatalf("keeper status %q: want no fence", s)
@@ -172,10 +180,14 @@ func TestKeeperAdoptedByNextDaemon(t *testing.T) {
 	if pid := func(s string) string { f := strings.Fields(s); return f[1] }; pid(before) != pid(after) {
 		t.Fatalf("a second keeper was started (%q, then %q): the next daemon must reach the running one", before, after)
 	}
-	time.Sleep(time.Until(until) + 300*time.Millisecond)
-	if !writable(n) {
-		t.Fatal("the primary was stopped although the next daemon extended its permission")
-	}
+	// Past the first deadline (and a few keeper polls) it still takes
+	// writes, checked all along.
+	testkit.Eventually(t, 10*time.Second, "300 ms past the first deadline", func() error {
+		if !writable(n) {
+			t.Fatal("the primary was stopped although the next daemon extended its permission")
+		}
+		return testkit.Missing(time.Now().After(until.Add(300*time.Millisecond)), "first deadline not passed yet")
+	})
 	// A clean stop dismisses the keeper only once postgres is down.
 	if err := next.Dismiss(); err == nil {
 		t.Fatal("the keeper left while postgres still takes writes")
@@ -208,7 +220,9 @@ func TestKeeperStopsFrozenPostmaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitUntil(t, 15*time.Second, "frozen postgres stopped", func() bool { return !replication.MayTakeWrites(n.DataDir) })
+	testkit.Eventually(t, 15*time.Second, "frozen postgres stopped", func() error {
+		return testkit.Missing(!replication.MayTakeWrites(n.DataDir), "postgres takes writes")
+	})
 	ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
 	defer icancel()
 	if _, err := held.Exec(ictx, "INSERT INTO probe VALUES (2)"); err == nil {

@@ -139,10 +139,8 @@ func (l *Loop) restartInPlace(ctx context.Context, timeout time.Duration) error 
 		} else if err != nil {
 			lastErr = err
 		}
-		select {
-		case <-ctx.Done():
+		if !l.sleep(ctx, 200*time.Millisecond) {
 			return fmt.Errorf("leader: restart crashed primary: not accepting connections within %s: %w", timeout, errors.Join(lastErr, ctx.Err()))
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
@@ -189,7 +187,7 @@ func (l *Loop) promote(ctx context.Context, f Facts, lease clientv3.LeaseID, why
 		// The exact fork point (replicas past it must rewind) is in the new
 		// timeline's history file; the position before the promotion is
 		// the fallback.
-		entry := cluster.HistoryEntry{Timeline: f.Local.Timeline, LSN: f.Local.Position, Reason: why, Timestamp: time.Now(), NewLeader: l.opt.Name}
+		entry := cluster.HistoryEntry{Timeline: f.Local.Timeline, LSN: f.Local.Position, Reason: why, Timestamp: l.now(), NewLeader: l.opt.Name}
 		if tl, lsn, err := l.pg.SwitchPoint(ctx); err == nil {
 			entry.Timeline, entry.LSN = tl, lsn
 		} else {

@@ -64,10 +64,10 @@ const (
 func (l *Loop) drain(ctx, ectx context.Context, local Local) {
 	l.state = cluster.StateStopping
 	l.publishMember(ectx, local)
-	start := time.Now()
+	start := l.now()
 	busy := 0
 	for {
-		waited := time.Since(start)
+		waited := l.now().Sub(start)
 		if waited >= drainNotice {
 			n, err := l.pg.Busy(ctx)
 			if err != nil || n == 0 {
@@ -79,10 +79,8 @@ func (l *Loop) drain(ctx, ectx context.Context, local Local) {
 			l.log.Info("planned stop: transactions still running after the drain bound; stopping anyway", "busy", busy, "bound", drainTimeout)
 			return
 		}
-		select {
-		case <-ctx.Done():
+		if !l.sleep(ctx, 20*time.Millisecond) {
 			return
-		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

@@ -3,7 +3,9 @@ package leader
 import (
 	"context"
 	"errors"
-	"sync/atomic"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 func TestBackoff(t *testing.T) {
@@ -58,20 +61,30 @@ func TestFailuresRecord(t *testing.T) {
 }
 
 // failingBootstrap is a Postgres whose data directory is empty and whose
-// initdb always fails.
+// initdb always fails; it records when each attempt came.
 type failingBootstrap struct {
 	noPostgres
-	attempts atomic.Int32
+	mu       sync.Mutex
+	attempts []time.Time
 }
 
 func (p *failingBootstrap) Bootstrap(context.Context) error {
-	p.attempts.Add(1)
+	p.mu.Lock()
+	p.attempts = append(p.attempts, time.Now())
+	p.mu.Unlock()
 	return errors.New("initdb: could not create directory: permission denied")
+}
+
+func (p *failingBootstrap) tries() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.attempts)
 }
 
 // TestFailingActionBacksOff: a bootstrap that keeps failing (each failure
 // deletes the initialize key, a watch event that wakes the loop) is tried
-// a handful of times in seconds, not thousands.
+// again only after its backoff, on a real etcd: loop_wait (1 s) after the
+// first failure, twice that after the second; not at every wake-up.
 func TestFailingActionBacksOff(t *testing.T) {
 	endpoints := pgtest.StartEtcd(t)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -85,18 +98,19 @@ func TestFailingActionBacksOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for pg.attempts.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	first := time.Now()
-	for time.Since(first) < 3500*time.Millisecond {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, 30*time.Second, "three bootstrap attempts", func() error {
+		return testkit.Missing(len(pg.tries()) >= 3, fmt.Sprintf("%d attempts", len(pg.tries())))
+	})
 	cancel()
 	<-done
-	// 1 s then 2 s of backoff: tries at about 0, 1 and 3 s.
-	if n := pg.attempts.Load(); n < 2 || n > 4 {
-		t.Fatalf("%d bootstrap attempts in 3.5 s with loop_wait 1s: want 2 to 4", n)
+	// The clock is read inside Bootstrap, after the decision: allow a
+	// little for the time between the two.
+	const slack = 100 * time.Millisecond
+	at := pg.tries()
+	if d := at[1].Sub(at[0]); d < dcs.LoopWait.D()-slack {
+		t.Fatalf("second attempt %s after the first: want the loop_wait backoff (%s)", d, dcs.LoopWait.D())
+	}
+	if d := at[2].Sub(at[1]); d < 2*dcs.LoopWait.D()-slack {
+		t.Fatalf("third attempt %s after the second: want twice loop_wait (%s)", d, 2*dcs.LoopWait.D())
 	}
 }

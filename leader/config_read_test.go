@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/leader"
 )
 
@@ -37,7 +38,7 @@ func (l *logBuf) count(s string) int {
 // taken again.
 func TestStoreRefusesBadConfig(t *testing.T) {
 	cli := startEtcd(t)
-	ctx := ctxT(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	var logs logBuf
 	s := leader.NewStore(cli, "/service/", "cfg", "a", slog.New(slog.NewTextHandler(&logs, nil)))
 	key := leader.Prefix("/service/", "cfg") + "config"
@@ -118,7 +119,7 @@ func TestStoreRefusesBadConfig(t *testing.T) {
 // message Validate gives.
 func TestCASConfigRefusesInvalid(t *testing.T) {
 	cli := startEtcd(t)
-	ctx := ctxT(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	bad := config.DefaultDynamic()
 	bad.TTL = config.Duration(4 * time.Second)
 	err := leader.CASConfig(ctx, cli, "/service/", "cfg", bad, 0)

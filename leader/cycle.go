@@ -72,7 +72,7 @@ func (l *Loop) gather(ctx context.Context, shuttingDown bool) gathered {
 	if local.Running && !local.InRecovery && viewOK && v.Leader == l.opt.Name {
 		mem = mem.healed()
 	}
-	now := time.Now()
+	now := l.now()
 	mem.CandidateWait = mem.CandidateWait.next(v, viewOK, l.opt.Name, now)
 	f := Facts{
 		Me:                 l.opt.Name,
@@ -158,9 +158,9 @@ func (l *Loop) act(ctx context.Context, a Action, g gathered) Memory {
 		pcancel()
 	}
 	mem, err := l.execute(ctx, a, f)
-	if log, repeats := mem.Backoff.record(a, err, time.Now(), g.cfg.LoopWait.D()); log {
+	if log, repeats := mem.Backoff.record(a, err, l.now(), g.cfg.LoopWait.D()); log {
 		l.log.Error("ha action failed", "action", string(a.Kind), "target", a.Target, "err", err,
-			"repeats_not_logged", repeats, "retry_in", time.Until(mem.Backoff.until).Round(time.Millisecond).String())
+			"repeats_not_logged", repeats, "retry_in", mem.Backoff.until.Sub(l.now()).Round(time.Millisecond).String())
 	}
 	if f.ViewOK && a.Kind == Nothing && f.Local.Running && f.Local.InRecovery {
 		// A replica keeps the slots of the members that cascade from it.

@@ -95,6 +95,11 @@ type Loop struct {
 	lastDecision string        // the last "ha decision" line, numbers aside
 	slots        slotBook
 	observed     observation
+	// now and sleep are the loop's clock: the wall clock and a sleep
+	// that ends early with its context. Tests that drive whole
+	// sequences through cycle replace them with a virtual clock.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) bool
 	// memberDoc is the member key last published (memberMu).
 	memberMu  sync.Mutex
 	memberDoc cluster.Member
@@ -151,6 +156,8 @@ func newLoop(store keyStore, lease memberLease, pg Postgres, opt Options) *Loop 
 		changed:  make(chan struct{}),
 		role:     cluster.RoleUninitialized,
 		state:    cluster.StateStopped,
+		now:      time.Now,
+		sleep:    sleepCtx,
 	}
 	// A leader's first cycle settles synchronous_standby_names either way,
 	// whatever a previous daemon left in the running server's file.
@@ -267,6 +274,15 @@ func (l *Loop) Wake() {
 // or revoking the lease: what kill -9 of the daemon leaves behind (tests).
 func (l *Loop) Kill() { l.killOnce.Do(func() { close(l.killed) }) }
 
+func (l *Loop) isKilled() bool {
+	select {
+	case <-l.killed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Do runs fn inside the loop between two cycles (restart, reinitialize)
 // and returns its error.
 func (l *Loop) Do(ctx context.Context, fn func(ctx context.Context) error) error {
@@ -336,6 +352,11 @@ func (l *Loop) run(ctx context.Context) error {
 		wait := l.cycle(ctx, false)
 		select {
 		case <-ctx.Done():
+			if l.isKilled() {
+				// Killed and cancelled both (SIGUSR2 detach): the kill wins,
+				// whichever the select picked; no shutdown cycle.
+				return nil
+			}
 			l.shutdown()
 			return nil
 		case <-l.killed:

@@ -40,8 +40,8 @@ func (l *Loop) permit(id clientv3.LeaseID, why string) error {
 		return fmt.Errorf("leader: %s: the lease changed (lost and regranted) before writes were permitted", why)
 	}
 	until := writeDeadline(ls)
-	if !time.Now().Before(until) {
-		return fmt.Errorf("leader: %s: the lease's write deadline passed (last acknowledged keepalive %s ago)", why, time.Since(ls.AckedSentAt).Round(time.Millisecond))
+	if now := l.now(); !now.Before(until) {
+		return fmt.Errorf("leader: %s: the lease's write deadline passed (last acknowledged keepalive %s ago)", why, now.Sub(ls.AckedSentAt).Round(time.Millisecond))
 	}
 	l.writeLease.Store(int64(id))
 	if l.opt.Fence == nil {

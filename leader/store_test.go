@@ -3,9 +3,9 @@ package leader_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -15,24 +15,15 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/daemon"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/leader"
 )
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // startEtcd runs an embedded etcd for the test and returns a client.
 func startEtcd(t testing.TB) *clientv3.Client {
 	t.Helper()
 	pgtest.SkipIfShort(t, "etcd")
-	e, err := daemon.StartEmbeddedEtcd(context.Background(), t.TempDir(), "test", freeAddr(t), freeAddr(t), 20*time.Second)
+	e, err := daemon.StartEmbeddedEtcd(context.Background(), t.TempDir(), "test", testkit.FreeAddr(t), testkit.FreeAddr(t), 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,15 +38,9 @@ func startEtcd(t testing.TB) *clientv3.Client {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func TestStoreLeaderRaceFencingAndView(t *testing.T) {
 	cli := startEtcd(t)
-	ctx := ctxT(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	names := []string{"a", "b", "c"}
 	stores := map[string]*leader.Store{}
 	leases := map[string]clientv3.LeaseID{}
@@ -185,7 +170,7 @@ func TestStoreLeaderRaceFencingAndView(t *testing.T) {
 
 func TestLeaseKeepaliveExpiryAndWatch(t *testing.T) {
 	cli := startEtcd(t)
-	ctx := ctxT(t)
+	ctx := testkit.Ctx(t, time.Minute)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	l := leader.NewLease(cli, 3*time.Second, quiet())
@@ -201,7 +186,20 @@ func TestLeaseKeepaliveExpiryAndWatch(t *testing.T) {
 	s := leader.NewStore(cli, "/service/", "pg", "a", quiet())
 	notify := make(chan struct{}, 1)
 	go s.Watch(runCtx, notify)
-	time.Sleep(200 * time.Millisecond) // let the watch start before the write it should see
+	// The watch is up once it reports a write: a failover request, made
+	// again every 2 s until one is reported (delivery takes milliseconds,
+	// so no report of an earlier request is still on its way).
+	testkit.Eventually(t, 20*time.Second, "the watch reports a failover request", func() error {
+		if err := leader.RequestFailover(ctx, cli, "/service/", "pg", cluster.Failover{Member: "b"}); err != nil {
+			return err
+		}
+		select {
+		case <-notify:
+			return nil
+		case <-time.After(2 * time.Second):
+			return errors.New("no notification")
+		}
+	})
 	if ok, err := s.AcquireLeader(ctx, st.ID); !ok || err != nil {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
@@ -234,10 +232,15 @@ func TestLeaseKeepaliveExpiryAndWatch(t *testing.T) {
 	if ttl, err := cli.TimeToLive(ctx, cur.ID); err == nil && ttl.TTL > 0 {
 		t.Fatalf("old lease still alive: %+v", ttl)
 	}
-	time.Sleep(3 * time.Second)
-	if ttl, err := cli.TimeToLive(ctx, re.ID); err != nil || ttl.TTL <= 0 || l.State().ID != re.ID {
-		t.Fatalf("regranted lease not kept alive: %+v %v (state %+v)", ttl, err, l.State())
-	}
+	// Checked all along (not once after a sleep): TimeToLive says -1 for
+	// a lease that is gone, and rounds what is left down to whole seconds
+	// (0 for a live lease less than a second from its expiry).
+	testkit.Eventually(t, 15*time.Second, "the regranted lease alive past its ttl", func() error {
+		if ttl, err := cli.TimeToLive(ctx, re.ID); err != nil || ttl.TTL < 0 || l.State().ID != re.ID {
+			t.Fatalf("regranted lease not kept alive: %+v %v (state %+v)", ttl, err, l.State())
+		}
+		return testkit.Missing(time.Since(re.AckedSentAt) > re.TTL+time.Second, "not yet past its ttl")
+	})
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -246,13 +249,10 @@ func TestLeaseKeepaliveExpiryAndWatch(t *testing.T) {
 
 func waitLease(t *testing.T, l *leader.Lease, ok func(leader.LeaseState) bool) leader.LeaseState {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if s := l.State(); ok(s) {
-			return s
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("lease state never matched: %+v", l.State())
-	return leader.LeaseState{}
+	var s leader.LeaseState
+	testkit.Eventually(t, 15*time.Second, "lease state", func() error {
+		s = l.State()
+		return testkit.Missing(ok(s), fmt.Sprintf("never matched: %+v", s))
+	})
+	return s
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/replication"
 )
 
@@ -47,7 +48,7 @@ func TestDataDirOwnedByAnotherUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	for name, op := range map[string]func(context.Context) error{
 		"Init":  inst.Init,
 		"Start": inst.Start,
@@ -80,14 +81,14 @@ func TestDataDirUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = inst.Init(testCtx(t, 30*time.Second))
+	err = inst.Init(testkit.Ctx(t, 30*time.Second))
 	if err == nil || !strings.Contains(err.Error(), "cannot reach data directory") || !strings.Contains(err.Error(), "chmod o+x "+hidden) {
 		t.Fatalf("want an error naming the unreachable directory, got %v", err)
 	}
 }
 
 func TestPortInUse(t *testing.T) {
-	ctx := testCtx(t, 2*time.Minute)
+	ctx := testkit.Ctx(t, 2*time.Minute)
 	n := pgtest.NewPrimaryNamed(t, "port")
 	if err := n.Instance.Stop(ctx, replication.StopFast); err != nil {
 		t.Fatal(err)
@@ -129,10 +130,10 @@ func noCloneLeft(t *testing.T, dataDir string) {
 }
 
 func TestCloneSourceRefuses(t *testing.T) {
-	ctx := testCtx(t, 2*time.Minute)
+	ctx := testkit.Ctx(t, 2*time.Minute)
 	t.Run("connection refused", func(t *testing.T) {
 		n := pgtest.NewNode(t, "refused")
-		port := pgtest.FreePort(t) // nothing listens there
+		port := testkit.FreePort(t) // nothing listens there
 		start := time.Now()
 		err := n.Instance.CloneFrom(ctx, replication.Primary{Host: "127.0.0.1", Port: port})
 		if err == nil {
@@ -214,7 +215,7 @@ func TestCloneSourceRefuses(t *testing.T) {
 // Start must recover and keep every committed row. It also exercises
 // Command.
 func TestStartAfterCrash(t *testing.T) {
-	ctx := testCtx(t, 2*time.Minute)
+	ctx := testkit.Ctx(t, 2*time.Minute)
 	n := pgtest.NewPrimaryNamed(t, "crash")
 	n.Exec(t, "CREATE TABLE items (id int PRIMARY KEY, note text)")
 	insertRows(t, n, 1, 500)
@@ -225,12 +226,9 @@ func TestStartAfterCrash(t *testing.T) {
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); n.Instance.IsRunning(); {
-		if time.Now().After(deadline) {
-			t.Fatal("postmaster survived SIGKILL")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the postmaster gone after SIGKILL", func() error {
+		return testkit.Missing(!n.Instance.IsRunning(), "postmaster survived SIGKILL")
+	})
 	// Stopped: Status still reads the control file.
 	down, err := n.Instance.Status(ctx)
 	if err != nil || down.Running || down.SystemIdentifier != st.SystemIdentifier || down.ClusterState != "in production" {
@@ -266,7 +264,7 @@ func TestStartErrorShowsServerLog(t *testing.T) {
 	cfg := pgtest.Config(t, "badparam")
 	cfg.Parameters["shared_buffers"] = "lots"
 	n := pgtest.NewNodeFromConfig(t, "badparam", cfg)
-	err := n.Instance.Init(testCtx(t, time.Minute))
+	err := n.Instance.Init(testkit.Ctx(t, time.Minute))
 	if err == nil {
 		t.Fatal("started with shared_buffers = lots")
 	}

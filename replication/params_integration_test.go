@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/replication"
 )
 
@@ -19,7 +20,7 @@ import (
 // rest apply. Settings pgha manages cannot be set in another case.
 func TestClusterParametersRejected(t *testing.T) {
 	n := pgtest.NewPrimary(t)
-	ctx := testCtx(t, 3*time.Minute)
+	ctx := testkit.Ctx(t, 3*time.Minute)
 	in := n.Instance
 	port := showValue(t, n, "SHOW port")
 	wrote, err := in.ApplyClusterParameters(ctx, map[string]any{
@@ -78,7 +79,7 @@ func TestClusterParametersRejected(t *testing.T) {
 func showValue(t *testing.T, n *pgtest.Node, sql string) string {
 	t.Helper()
 	c := n.Conn(t)
-	ctx := testCtx(t, 10*time.Second)
+	ctx := testkit.Ctx(t, 10*time.Second)
 	defer c.Close(ctx)
 	var s string
 	if err := c.QueryRow(ctx, sql).Scan(&s); err != nil {

@@ -9,14 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/replication"
 )
-
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func insertRows(t *testing.T, n *pgtest.Node, from, to int) {
 	t.Helper()
@@ -27,24 +22,21 @@ func insertRows(t *testing.T, n *pgtest.Node, from, to int) {
 // replica may still be replaying).
 func countRows(t *testing.T, n *pgtest.Node, want int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	var got int
 	var err error
-	for time.Now().Before(deadline) {
+	if testkit.Poll(context.Background(), 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		var c *pgx.Conn
 		c, err = pgx.Connect(ctx, n.DSN(pgtest.SuperUser, "postgres"))
 		if err == nil {
 			err = c.QueryRow(ctx, "SELECT count(*), count(DISTINCT id) FROM items").Scan(&got, new(int))
 			_ = c.Close(ctx)
 		}
-		cancel()
-		if err == nil && got == want {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+		return testkit.Missing(err == nil && got == want, "rows")
+	}) != nil {
+		t.Fatalf("%s: want %d rows in items, have %d (err %v)", n.Name, want, got, err)
 	}
-	t.Fatalf("%s: want %d rows in items, have %d (err %v)", n.Name, want, got, err)
 }
 
 func replicationRow(st replication.Status, app string) (replication.ReplicationRow, bool) {
@@ -60,7 +52,7 @@ func replicationRow(st replication.Status, app string) (replication.ReplicationR
 // primary, write, clone a replica, see it stream, promote it, rewind the
 // old primary and make it follow, and find every row on both.
 func TestFailoverCycle(t *testing.T) {
-	ctx := testCtx(t, 4*time.Minute)
+	ctx := testkit.Ctx(t, 4*time.Minute)
 	a := pgtest.NewPrimaryNamed(t, "node_a")
 	a.Exec(t, "CREATE TABLE items (id int PRIMARY KEY, note text)")
 	insertRows(t, a, 1, 1000)
@@ -184,7 +176,7 @@ func TestFailoverCycle(t *testing.T) {
 // upstream with Follow: the postmaster keeps its pid, the WAL receiver
 // reconnects to the new sender, and new rows still arrive.
 func TestFollowWithoutRestart(t *testing.T) {
-	ctx := testCtx(t, 3*time.Minute)
+	ctx := testkit.Ctx(t, 3*time.Minute)
 	p := pgtest.NewPrimaryNamed(t, "follow_p")
 	p.Exec(t, "CREATE TABLE items (id int PRIMARY KEY, note text)")
 	insertRows(t, p, 1, 100)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 // A postmaster killed with -9 stays a zombie until its parent reaps it; it
@@ -48,17 +49,10 @@ func TestZombiePostmasterIsNotRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Not reaped: the process is a zombie now. Wait until the kernel says so.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.Eventually(t, 5*time.Second, "the process a zombie", func() error {
 		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
-		if len(stat) > 0 && containsState(string(stat), 'Z') {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process did not become a zombie: %q", stat)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return testkit.Missing(len(stat) > 0 && containsState(string(stat), 'Z'), fmt.Sprintf("stat %q", stat))
+	})
 	if n.Instance.IsRunning() {
 		t.Error("a zombie postmaster is reported as running")
 	}

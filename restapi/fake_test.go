@@ -74,13 +74,12 @@ func (a *fakeActions) RequestFailover(ctx context.Context, f cluster.Failover) e
 		if a.node.afterFailover != nil {
 			// The change lands shortly after, as an HA loop would make it.
 			fn := a.node.afterFailover
-			go func() {
-				time.Sleep(50 * time.Millisecond)
+			time.AfterFunc(50*time.Millisecond, func() {
 				a.node.mu.Lock()
 				fn(&a.node.view)
 				a.node.view.ReadAt = time.Now() // a snapshot read after the request
 				a.node.mu.Unlock()
-			}()
+			})
 		}
 		a.node.mu.Unlock()
 	}

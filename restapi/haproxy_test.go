@@ -2,6 +2,7 @@ package restapi
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/restapi/haproxytest"
 )
 
@@ -79,9 +81,8 @@ func whoAnswers(addr string) (string, net.Conn) {
 // equals want.
 func waitRouting(t *testing.T, addr string, want []string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var seen map[string]bool
-	for time.Now().Before(deadline) {
+	err := testkit.Poll(context.Background(), timeout, func() error {
 		seen = map[string]bool{}
 		for range 6 {
 			name, c := whoAnswers(addr)
@@ -94,12 +95,11 @@ func waitRouting(t *testing.T, addr string, want []string, timeout time.Duration
 		for _, w := range want {
 			ok = ok && seen[w]
 		}
-		if ok {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
+		return testkit.Missing(ok, "routing")
+	})
+	if err != nil {
+		t.Fatalf("%s routes to %v, want %v", addr, seen, want)
 	}
-	t.Fatalf("%s routes to %v, want %v", addr, seen, want)
 }
 
 // TestHAProxyRoutesByRole runs the shipped scripts/haproxy.cfg in real

@@ -19,6 +19,7 @@ import (
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/leader"
 	"github.com/pgha/pgha/replication"
 )
@@ -59,13 +60,13 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 	c := config.Default()
 	c.Scope, c.Name = "runtest", "run1"
 	c.PostgreSQL = pgtest.Config(t, "run1")
-	endpoint := fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+	endpoint := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	c.Etcd.Endpoints = []string{endpoint}
 	c.Etcd.Embedded = true
 	c.Etcd.DataDir = filepath.Join(t.TempDir(), "etcd")
-	c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+	c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	c.RESTAPI.ConnectAddress = c.RESTAPI.Listen
-	c.Pooler.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+	c.Pooler.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	c.Log.Level = "debug"
 	node := pgtest.NewNodeFromConfig(t, "run1", c.PostgreSQL) // teardown if the test fails
 	path := filepath.Join(t.TempDir(), "run1.yml")
@@ -94,9 +95,9 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 		m, _ := v.Member("run1")
 		return v, m
 	}
-	waitUntil(t, 2*time.Minute, "run1 leads as primary", &errOut, func() bool {
+	testkit.Eventually(t, 2*time.Minute, "run1 leads as primary", func() error {
 		v, m := member()
-		return v.Leader == "run1" && m.Role == cluster.RolePrimary
+		return testkit.Missing(v.Leader == "run1" && m.Role == cluster.RolePrimary, "daemon log:\n"+errOut.String())
 	})
 
 	c.Tags.NoLoadBalance = true
@@ -104,9 +105,9 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "reloaded tags in the member key", &errOut, func() bool {
+	testkit.Eventually(t, 30*time.Second, "reloaded tags in the member key", func() error {
 		_, m := member()
-		return m.Tags.NoLoadBalance
+		return testkit.Missing(m.Tags.NoLoadBalance, "daemon log:\n"+errOut.String())
 	})
 
 	// A reload re-reads the whole file: Postgres settings apply with a
@@ -120,9 +121,9 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "reloaded postgres settings", &errOut, func() bool {
+	testkit.Eventually(t, 30*time.Second, "reloaded postgres settings", func() error {
 		_, m := member()
-		return m.PendingRestart && showSetting(t, node, "work_mem") == "12MB" && strings.Contains(errOut.String(), "need a restart")
+		return testkit.Missing(m.PendingRestart && showSetting(t, node, "work_mem") == "12MB" && strings.Contains(errOut.String(), "need a restart"), "daemon log:\n"+errOut.String())
 	})
 	if !strings.Contains(errOut.String(), "watchdog") {
 		t.Fatalf("the reload does not name watchdog as needing a restart:\n%s", errOut.String())
@@ -143,12 +144,12 @@ func TestRunEmbeddedEtcdSighupAndStop(t *testing.T) {
 		t.Fatal("pgha run did not detach")
 	}
 	if got := replication.PostmasterPID(c.PostgreSQL.DataDir); got == 0 || got != pid {
-		t.Fatalf("postmaster %d after detaching, want %d still running", got, pid)
+		t.Fatalf("postmaster %d after detaching, want %d still running; daemon log:\n%s", got, pid, errOut.String())
 	}
 	go func() { done <- run(ctx, []string{"pgha", "run", "-c", path}, &out, &errOut) }()
-	waitUntil(t, time.Minute, "the next run leads with its own lease", &errOut, func() bool {
+	testkit.Eventually(t, time.Minute, "the next run leads with its own lease", func() error {
 		v, m := member()
-		return v.Leader == "run1" && m.Role == cluster.RolePrimary && strings.Contains(errOut.String(), "action=adopt_leader")
+		return testkit.Missing(v.Leader == "run1" && m.Role == cluster.RolePrimary && strings.Contains(errOut.String(), "action=adopt_leader"), "daemon log:\n"+errOut.String())
 	})
 	if got := replication.PostmasterPID(c.PostgreSQL.DataDir); got != pid {
 		t.Fatalf("postmaster %d after the next run adopted it, want the same %d", got, pid)
@@ -179,17 +180,6 @@ func writeYAML(t *testing.T, path string, c config.Config) {
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, log *syncBuffer, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s; daemon log:\n%s", what, d, log.String())
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 

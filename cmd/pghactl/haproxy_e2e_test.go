@@ -221,7 +221,14 @@ func TestHAProxyE2E(t *testing.T) {
 		}
 	}()
 
-	time.Sleep(time.Second) // some writes land on node1 first
+	waitFor(30*time.Second, "some writes land on node1 first", func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) < 5 {
+			return fmt.Sprintf("%d writes acknowledged (errors %v)", len(acked), writeErrs)
+		}
+		return ""
+	})
 	var out bytes.Buffer
 	app := newApp()
 	app.Writer, app.ErrWriter = &out, &out

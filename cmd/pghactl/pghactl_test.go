@@ -21,6 +21,7 @@ import (
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/leader"
 )
 
@@ -195,7 +196,7 @@ func TestListFormats(t *testing.T) {
 }
 
 func TestEtcdUnreachableNamesEndpoint(t *testing.T) {
-	l := pgtest.FreePort(t)
+	l := testkit.FreePort(t)
 	app := newApp()
 	var out bytes.Buffer
 	app.Writer = &out

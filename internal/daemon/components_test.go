@@ -24,25 +24,12 @@ import (
 	"github.com/pgha/pgha/internal/daemon"
 	"github.com/pgha/pgha/internal/daemon/daemontest"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 // poolerDSN is a superuser URL through addr (a pooler port).
 func poolerDSN(addr string) string {
 	return fmt.Sprintf("postgres://%s:%s@%s/postgres?sslmode=disable&connect_timeout=5", pgtest.SuperUser, pgtest.SuperPassword, addr)
-}
-
-// eventually polls f every 200 ms until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached after %s: %v", what, timeout, err)
 }
 
 // httpDo sends one request to a REST API and returns status and body.
@@ -153,8 +140,8 @@ func TestComponentsSwitchover(t *testing.T) {
 	tc := daemontest.New(t, 3, daemontest.Options{Edit: func(i int, c *config.Config) {
 		p := config.DefaultPooler()
 		p.Enabled = true
-		p.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
-		p.ReadOnlyListen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+		p.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+		p.ReadOnlyListen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 		p.PoolMode = "transaction"
 		p.AuthType = "scram-sha-256"
 		p.AuthFile = userlist
@@ -181,7 +168,7 @@ func TestComponentsSwitchover(t *testing.T) {
 
 	// a. A replica's pooler sends writes to the leader, its read-only port
 	// reaches a replica.
-	eventually(t, 30*time.Second, "DDL through "+rep.Name+"'s pooler", func() error {
+	testkit.Eventually(t, 30*time.Second, "DDL through "+rep.Name+"'s pooler", func() error {
 		c, err := pgx.Connect(ctx, poolerDSN(rep.Config.Pooler.Listen))
 		if err != nil {
 			return err
@@ -201,7 +188,7 @@ func TestComponentsSwitchover(t *testing.T) {
 	if got := lead.Count("sw WHERE tag = 'first'"); got != 1 {
 		t.Fatalf("the write through the pooler is not on the leader %s (count %d)", lead.Name, got)
 	}
-	eventually(t, 30*time.Second, "a read through the read-only port", func() error {
+	testkit.Eventually(t, 30*time.Second, "a read through the read-only port", func() error {
 		c, err := pgx.Connect(ctx, poolerDSN(rep.Config.Pooler.ReadOnlyListen))
 		if err != nil {
 			return err
@@ -252,7 +239,7 @@ func TestComponentsSwitchover(t *testing.T) {
 		wg.Wait()
 	}
 	defer stopWriters()
-	eventually(t, 10*time.Second, "every writer acknowledged on the old leader", func() error {
+	testkit.Eventually(t, 10*time.Second, "every writer acknowledged on the old leader", func() error {
 		for _, w := range ws {
 			if w.ackedOn(lead.PG.Port) < 5 {
 				return fmt.Errorf("%s: %d writes on %s", w.name, w.ackedOn(lead.PG.Port), lead.Name)
@@ -291,7 +278,7 @@ func TestComponentsSwitchover(t *testing.T) {
 		}
 		return ""
 	})
-	eventually(t, 30*time.Second, "every writer acknowledged on the new leader", func() error {
+	testkit.Eventually(t, 30*time.Second, "every writer acknowledged on the new leader", func() error {
 		for _, w := range ws {
 			if w.ackedOn(cand.PG.Port) < 10 {
 				return fmt.Errorf("%s: %d writes on %s", w.name, w.ackedOn(cand.PG.Port), cand.Name)
@@ -367,7 +354,7 @@ func TestComponentsSwitchover(t *testing.T) {
 	}
 	primaryIs := func(n *daemontest.Node, want int) {
 		t.Helper()
-		eventually(t, 30*time.Second, fmt.Sprintf("GET /primary on %s is %d", n.Name, want), func() error {
+		testkit.Eventually(t, 30*time.Second, fmt.Sprintf("GET /primary on %s is %d", n.Name, want), func() error {
 			code, body, err := httpDo(http.MethodGet, "http://"+n.Config.RESTAPI.ConnectAddress+"/primary", nil)
 			if err != nil {
 				return err
@@ -400,7 +387,7 @@ func TestComponentsLocalSocket(t *testing.T) {
 	tc := daemontest.New(t, 1, daemontest.Options{Edit: func(i int, c *config.Config) {
 		p := config.DefaultPooler()
 		p.Enabled = true
-		p.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+		p.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 		p.AuthType = "scram-sha-256"
 		p.AuthFile = userlist
 		p.LocalUnixSocket = true
@@ -415,7 +402,7 @@ func TestComponentsLocalSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var local bool
-	eventually(t, 30*time.Second, "a query through the pooler", func() error {
+	testkit.Eventually(t, 30*time.Second, "a query through the pooler", func() error {
 		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:app-secret@%s/postgres?sslmode=disable&connect_timeout=5", n.Config.Pooler.Listen))
 		if err != nil {
 			return err
@@ -437,7 +424,7 @@ func TestComponentsPoolerDefaultAuth(t *testing.T) {
 	tc := daemontest.New(t, 1, daemontest.Options{Edit: func(i int, c *config.Config) {
 		p := config.DefaultPooler()
 		p.Enabled = true
-		p.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+		p.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 		p.QueryWaitTimeout = config.Duration(30 * time.Second)
 		c.Pooler = p
 		c.PostgreSQL.PgHBA = append(c.PostgreSQL.PgHBA, "host all all 127.0.0.1/32 scram-sha-256")
@@ -452,7 +439,7 @@ func TestComponentsPoolerDefaultAuth(t *testing.T) {
 		return fmt.Sprintf("postgres://app2:%s@%s/postgres?sslmode=disable&connect_timeout=5", pw, n.Config.Pooler.Listen)
 	}
 	var who string
-	eventually(t, 30*time.Second, "a login through the pooler", func() error {
+	testkit.Eventually(t, 30*time.Second, "a login through the pooler", func() error {
 		c, err := pgx.Connect(ctx, dsn("app2-secret"))
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/daemon"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 func TestTargetsOf(t *testing.T) {
@@ -56,9 +57,9 @@ func TestEmbeddedEtcdSingleNode(t *testing.T) {
 	c.Name = "solo1"
 	c.PostgreSQL = pgtest.Config(t, "solo1")
 	c.Etcd.Embedded = true
-	c.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))}
+	c.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))}
 	c.Etcd.DataDir = filepath.Join(t.TempDir(), "etcd")
-	c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+	c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	c.RESTAPI.ConnectAddress = c.RESTAPI.Listen
 	node := pgtest.NewNodeFromConfig(t, "solo1", c.PostgreSQL) // teardown + helpers
 
@@ -70,20 +71,12 @@ func TestEmbeddedEtcdSingleNode(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	testkit.Eventually(t, 2*time.Minute, "solo1 leads", func() error {
 		v, ok := d.View()
-		if m, _ := v.Member("solo1"); ok && v.Leader == "solo1" && m.Role == cluster.RolePrimary && d.LoopInfo().IsLeader {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no leader after 2m: view %+v ok %v", v, ok)
-		}
-		select {
-		case <-d.Changed():
-		case <-time.After(time.Second):
-		}
-	}
+		m, _ := v.Member("solo1")
+		return testkit.Missing(ok && v.Leader == "solo1" && m.Role == cluster.RolePrimary && d.LoopInfo().IsLeader,
+			fmt.Sprintf("view %+v ok %v", v, ok))
+	})
 	node.Exec(t, "CREATE TABLE t (x int)")
 	if tg := d.Targets(); tg.Primary != c.PostgreSQL.ConnectAddress {
 		t.Fatalf("targets = %+v, want primary %s", tg, c.PostgreSQL.ConnectAddress)

@@ -13,6 +13,7 @@ import (
 	"github.com/pgha/pgha/internal/daemon/daemontest"
 	"github.com/pgha/pgha/internal/pgtest"
 	"github.com/pgha/pgha/internal/testcert"
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 // waitBootstrapped waits until n's own view (through its own etcd
@@ -74,7 +75,7 @@ func TestEmbeddedEtcdDefaultDataDir(t *testing.T) {
 		c.PostgreSQL.DataDir = filepath.Join(parent, "data")
 		c.Etcd.Embedded = true
 		c.Etcd.DataDir = ""
-		c.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))}
+		c.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))}
 		etcdDir = config.DefaultEtcdDataDir(c.PostgreSQL.DataDir, c.Name)
 	}})
 	if _, err := os.Stat(parent); !os.IsNotExist(err) {

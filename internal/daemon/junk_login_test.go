@@ -25,6 +25,7 @@ import (
 	"github.com/pgha/pgha/internal/daemon"
 	"github.com/pgha/pgha/internal/daemon/daemontest"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 // junkQuietT drops the pooler's per-connection debug lines from the test log
@@ -56,7 +57,7 @@ func TestJunkLogins(t *testing.T) {
 	tc := daemontest.New(junkQuietT{t}, 1, daemontest.Options{Edit: func(i int, c *config.Config) {
 		p := config.DefaultPooler()
 		p.Enabled = true
-		p.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+		p.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 		p.AuthType = "md5"
 		p.AuthFile = userlist
 		// A role without a password gives an empty secret: the md5 login
@@ -85,7 +86,7 @@ func TestJunkLogins(t *testing.T) {
 		var one int
 		return c.QueryRow(ctx, "SELECT 1").Scan(&one)
 	}
-	eventually(t, 30*time.Second, "a good login through the pooler", goodLogin)
+	testkit.Eventually(t, 30*time.Second, "a good login through the pooler", goodLogin)
 
 	v0, ok := n.D.View()
 	if !ok || v0.Leader != n.Name || !n.D.LoopInfo().IsLeader {
@@ -119,10 +120,11 @@ func TestJunkLogins(t *testing.T) {
 	start := time.Now()
 	var next, answered atomic.Int64
 	kinds := make([]atomic.Int64, len(junkKinds))
+	var senders sync.WaitGroup
 	for w := 0; w < workers; w++ {
-		wg.Add(1)
+		senders.Add(1)
 		go func() {
-			defer wg.Done()
+			defer senders.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 42))
 			for {
 				i := next.Add(1) - 1
@@ -140,9 +142,7 @@ func TestJunkLogins(t *testing.T) {
 	// Wait for the senders (bounded: each connection has a 3 s deadline).
 	sendersDone := make(chan struct{})
 	go func() {
-		for next.Load() < total+workers {
-			time.Sleep(10 * time.Millisecond)
-		}
+		senders.Wait()
 		close(sendersDone)
 	}()
 	select {
@@ -182,7 +182,7 @@ func TestJunkLogins(t *testing.T) {
 	}
 	// Memory: the junk leaves nothing behind (pending logins all ended).
 	var heap1 uint64
-	eventually(t, 30*time.Second, "pending logins ended and heap back", func() error {
+	testkit.Eventually(t, 30*time.Second, "pending logins ended and heap back", func() error {
 		if m := regexp.MustCompile(`(?m)^pgha_pooler_pending_logins (\S+)$`).FindStringSubmatch(junkMetrics(t, n)); m == nil || m[1] != "0" {
 			return fmt.Errorf("pending logins %v", m)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/replication"
 )
 
@@ -70,20 +71,15 @@ func TestFollowParametersUnseenView(t *testing.T) {
 		}
 	})
 	c := n.Conn(t)
-	deadline := time.Now().Add(30 * time.Second)
 	var got string
-	for time.Now().Before(deadline) {
+	_ = testkit.Poll(context.Background(), 30*time.Second, func() error {
 		qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := c.QueryRow(qctx, "SHOW work_mem").Scan(&got)
-		qcancel()
-		if err != nil {
+		defer qcancel()
+		if err := c.QueryRow(qctx, "SHOW work_mem").Scan(&got); err != nil {
 			t.Fatal(err)
 		}
-		if got == "8MB" {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return testkit.Missing(got == "8MB", "work_mem "+got)
+	})
 	if got != "8MB" {
 		t.Fatalf("work_mem = %s 30s after the view was published, want 8MB; log:\n%s", got, logs.String())
 	}

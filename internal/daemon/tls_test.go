@@ -14,6 +14,7 @@ import (
 	"github.com/pgha/pgha/internal/daemon"
 	"github.com/pgha/pgha/internal/pgtest"
 	"github.com/pgha/pgha/internal/testcert"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/restapi"
 )
 
@@ -26,9 +27,9 @@ func TestRESTAPIOverTLS(t *testing.T) {
 	c.Scope, c.Name = "tls", "tls1"
 	c.PostgreSQL = pgtest.Config(t, "tls1")
 	c.Etcd.Embedded = true
-	c.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))}
+	c.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))}
 	c.Etcd.DataDir = filepath.Join(t.TempDir(), "etcd")
-	c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+	c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	c.RESTAPI.ConnectAddress = c.RESTAPI.Listen
 	c.RESTAPI.CertFile, c.RESTAPI.KeyFile = ca.Server(t)
 	c.RESTAPI.CAFile, c.RESTAPI.VerifyClient = ca.CertFile, config.VerifyClientRequired
@@ -62,21 +63,12 @@ func TestRESTAPIOverTLS(t *testing.T) {
 		}
 	})
 	var self cluster.Member
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	testkit.Eventually(t, 2*time.Minute, "tls1's member key", func() error {
 		v, ok := d.View()
-		if m, found := v.Member("tls1"); ok && found && m.APIURL != "" {
-			self = m
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no member key after 2m: view %+v ok %v", v, ok)
-		}
-		select {
-		case <-d.Changed():
-		case <-time.After(time.Second):
-		}
-	}
+		m, found := v.Member("tls1")
+		self = m
+		return testkit.Missing(ok && found && m.APIURL != "", fmt.Sprintf("view %+v ok %v", v, ok))
+	})
 	if want := "https://" + c.RESTAPI.ConnectAddress + "/patroni"; self.APIURL != want {
 		t.Fatalf("api_url = %s, want %s", self.APIURL, want)
 	}

@@ -20,6 +20,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 // enableAuth creates user root (role root) with o.RootPassword and turns
@@ -84,7 +86,7 @@ func StartEtcdWith(t testing.TB, o EtcdOptions) []string {
 		cfg.Dir = filepath.Join(t.TempDir(), "etcd")
 		cfg.LogLevel = "error"
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-		client, peer := loopURL(FreePort(t)), loopURL(FreePort(t))
+		client, peer := loopURL(testkit.FreePort(t)), loopURL(testkit.FreePort(t))
 		if o.CertFile != "" {
 			client.Scheme = "https"
 			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: o.CertFile, KeyFile: o.KeyFile, TrustedCAFile: o.CAFile, ClientCertAuth: true}
@@ -159,10 +161,12 @@ func StartEtcdBinaryCluster(t testing.TB, n int) *EtcdCluster {
 	}
 	c := &EtcdCluster{t: t}
 	dir := t.TempDir()
+	// After the members are killed (registered below), none may be left.
+	testkit.CheckNoLeaks(t, dir)
 	var initial []string
 	for i := 0; i < n; i++ {
 		m := &EtcdMember{Name: fmt.Sprintf("etcd%d", i), DataDir: filepath.Join(dir, fmt.Sprintf("etcd%d", i))}
-		cu, pu := loopURL(FreePort(t)), loopURL(FreePort(t))
+		cu, pu := loopURL(testkit.FreePort(t)), loopURL(testkit.FreePort(t))
 		m.ClientURL, m.PeerURL = cu.String(), pu.String()
 		initial = append(initial, m.Name+"="+m.PeerURL)
 		c.Members = append(c.Members, m)
@@ -243,36 +247,40 @@ func (m *EtcdMember) signal(sig syscall.Signal) {
 
 // WaitHealthy polls GET /health until it reports healthy.
 func (m *EtcdMember) WaitHealthy(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
-	var last error
-	for time.Now().Before(deadline) {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	exited := false
+	err := testkit.Poll(ctx, timeout, func() error {
 		m.mu.Lock()
 		done := m.done
 		m.mu.Unlock()
 		select {
 		case <-done:
-			return fmt.Errorf("etcd member %s exited: %s", m.Name, m.Logs())
+			exited = true
+			stop()
+			return errors.New("exited")
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.ClientURL+"/health", nil)
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, m.ClientURL+"/health", nil)
 		resp, err := client.Do(req)
-		if err == nil {
-			var b bytes.Buffer
-			_, _ = b.ReadFrom(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(b.String(), `"true"`) {
-				cancel()
-				return nil
-			}
-			err = errors.New(strings.TrimSpace(b.String()))
+		if err != nil {
+			return err
 		}
-		cancel()
-		last = err
-		time.Sleep(100 * time.Millisecond)
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		return testkit.Missing(resp.StatusCode == http.StatusOK && strings.Contains(b.String(), `"true"`), strings.TrimSpace(b.String()))
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("etcd member %s exited: %s", m.Name, m.Logs())
+	case err != nil:
+		return fmt.Errorf("etcd member %s not healthy after %s: %v; log: %s", m.Name, timeout, err, m.Logs())
 	}
-	return fmt.Errorf("etcd member %s not healthy after %s: %v; log: %s", m.Name, timeout, last, m.Logs())
+	return nil
 }
 
 // Logs returns the member's output so far.

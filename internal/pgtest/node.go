@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/replication"
 )
 
@@ -41,7 +42,7 @@ func Config(t testing.TB, name string) config.PostgreSQL {
 		// The node's directory belongs to the postgres user, like root.
 		chownTo(t, filepath.Dir(c.DataDir))
 	}
-	port := FreePort(t)
+	port := testkit.FreePort(t)
 	c.Listen = "127.0.0.1:" + strconv.Itoa(port)
 	c.ConnectAddress = c.Listen
 	if bin := os.Getenv("PGHA_TEST_BIN_DIR"); bin != "" {
@@ -191,25 +192,22 @@ func (n *Node) WaitStreaming(t testing.TB, timeout time.Duration) {
 	})
 }
 
-// WaitFor polls Status every 100 ms until cond holds, failing the test
-// (with the last status and the server log tail) after timeout.
+// WaitFor polls Status until cond holds, failing the test (with the
+// last status and the server log tail) after timeout.
 func (n *Node) WaitFor(t testing.TB, timeout time.Duration, what string, cond func(replication.Status) bool) replication.Status {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last replication.Status
 	var lastErr error
-	for time.Now().Before(deadline) {
+	err := testkit.Poll(context.Background(), timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		st, err := n.Instance.Status(ctx)
-		cancel()
-		last, lastErr = st, err
-		if err == nil && cond(st) {
-			return st
-		}
-		time.Sleep(100 * time.Millisecond)
+		defer cancel()
+		last, lastErr = n.Instance.Status(ctx)
+		return testkit.Missing(lastErr == nil && cond(last), what)
+	})
+	if err != nil {
+		t.Fatalf("pgtest: %s: not %s after %s (last status %+v, error %v)\nserver log:\n%s",
+			n.Name, what, timeout, last, lastErr, n.Instance.LogTail(30))
 	}
-	t.Fatalf("pgtest: %s: not %s after %s (last status %+v, error %v)\nserver log:\n%s",
-		n.Name, what, timeout, last, lastErr, n.Instance.LogTail(30))
 	return last
 }
 

@@ -1,19 +1,16 @@
 package pgtest
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 // OSUser is the OS account Postgres runs as in tests.
@@ -52,81 +49,12 @@ func SkipIfShort(t testing.TB, needs string) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that is free and reserved for
-// this test until its cleanup. Ports come from below the kernel's
-// ephemeral range (so no outgoing connection and no bind to port 0 takes
-// them before the server binds), and every pgtest user on the machine
-// (parallel test binaries) coordinates through reservation files in
-// /tmp/pgtest-ports, so two tests never get the same port.
+// FreePort is testkit.FreePort (free loopback ports reserved across
+// the test binaries on the machine); kept for the callers that still
+// name it here.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	lo, hi := portRange()
-	if lo > 0 {
-		if err := os.MkdirAll(portDir, 0o755); err == nil {
-			_ = os.Chmod(portDir, 0o777|os.ModeSticky) // shared by root and postgres test runs
-			for i := 0; i < 200; i++ {
-				p := lo + rand.IntN(hi-lo)
-				if reservePort(t, p) {
-					return p
-				}
-			}
-		}
-	}
-	// Fallback: let the kernel choose.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pgtest: find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-const portDir = "/tmp/pgtest-ports"
-
-// portRange is [10000, start of the ephemeral range), or 0,0 when that
-// range is too small to pick from.
-func portRange() (int, int) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0
-	}
-	low, err := strconv.Atoi(f[0])
-	if err != nil || low < 12000 {
-		return 0, 0
-	}
-	return 10000, low
-}
-
-// reservePort claims p with an exclusive file (a file older than an hour
-// is a leftover of a killed run and is taken over) and checks that p can
-// be bound now.
-func reservePort(t testing.TB, p int) bool {
-	path := filepath.Join(portDir, strconv.Itoa(p))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		st, serr := os.Stat(path)
-		if serr != nil || time.Since(st.ModTime()) < time.Hour {
-			return false
-		}
-		_ = os.Remove(path)
-		if f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err != nil {
-			return false
-		}
-	}
-	fmt.Fprintf(f, "%d %s\n", os.Getpid(), t.Name())
-	_ = f.Close()
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-	if err != nil {
-		_ = os.Remove(path)
-		return false
-	}
-	_ = l.Close()
-	t.Cleanup(func() { _ = os.Remove(path) })
-	return true
+	return testkit.FreePort(t)
 }
 
 // Dir returns a new empty directory owned by OSUser (mode 0755, under
@@ -147,6 +75,9 @@ func Dir(t testing.TB) string {
 			t.Errorf("pgtest: remove %s: %v", dir, err)
 		}
 	})
+	// Runs before the removal and after every cleanup registered later
+	// (those that stop the servers and keepers working in dir).
+	testkit.CheckNoLeaks(t, dir)
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatalf("pgtest: chmod %s: %v", dir, err)
 	}

@@ -3,9 +3,7 @@ package pgtest_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 func putGet(t *testing.T, endpoints []string) {
@@ -22,20 +21,13 @@ func putGet(t *testing.T, endpoints []string) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Ctx(t, 30*time.Second)
 	// Right after a member dies a put may time out until a new leader
 	// is elected: retry within the bound.
-	for {
+	testkit.Eventually(t, 30*time.Second, "a put accepted", func() error {
 		_, err := cli.Put(ctx, "/pgtest/k", "v")
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 	resp, err := cli.Get(ctx, "/pgtest/k")
 	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v" {
 		t.Fatalf("get: %v %v", resp, err)
@@ -46,43 +38,26 @@ func TestStartEtcd(t *testing.T) {
 	putGet(t, pgtest.StartEtcd(t))
 }
 
+// TestStartEtcdBinaryCluster: a cluster of etcd processes works with a
+// member down, and none of its processes outlives the test that
+// started it.
 func TestStartEtcdBinaryCluster(t *testing.T) {
-	var pids []int
+	pgtest.SkipIfShort(t, "etcd")
+	var dir string
 	t.Run("cluster", func(t *testing.T) {
 		c := pgtest.StartEtcdBinaryCluster(t, 3)
+		dir = filepath.Dir(c.Members[0].DataDir)
 		putGet(t, c.Endpoints())
 		// One member down: the other two keep a quorum.
 		c.Members[0].Kill()
 		putGet(t, c.Endpoints()[1:])
-		out, _ := exec.Command("pgrep", "-f", "initial-cluster-token pgtest").Output()
-		for _, f := range strings.Fields(string(out)) {
-			var pid int
-			for _, ch := range f {
-				pid = pid*10 + int(ch-'0')
-			}
-			pids = append(pids, pid)
+		if n := len(testkit.ProcessesUnder(dir)); n != 2 {
+			t.Fatalf("%d etcd processes under %s, want the 2 left running", n, dir)
 		}
 	})
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); err == nil {
-			// Could be another package's etcd; only fail if it is ours.
-			b, _ := os.ReadFile(filepath.Join("/proc", itoa(pid), "cmdline"))
-			if strings.Contains(string(b), "etcd") && strings.Contains(string(b), os.TempDir()) {
-				t.Logf("etcd pid %d still alive after cleanup: %q", pid, b)
-			}
-		}
+	if left := testkit.ProcessesUnder(dir); len(left) != 0 {
+		t.Fatalf("etcd processes outlived their test: %v", left)
 	}
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
 }
 
 func TestNewPrimary(t *testing.T) {
@@ -115,19 +90,5 @@ func TestNewPrimary(t *testing.T) {
 	}
 	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
 		t.Fatalf("data dir %s not removed: %v", dataDir, err)
-	}
-}
-
-func TestFreePortUnique(t *testing.T) {
-	seen := map[int]bool{}
-	for i := 0; i < 50; i++ {
-		p := pgtest.FreePort(t)
-		if seen[p] {
-			t.Fatalf("port %d handed out twice", p)
-		}
-		seen[p] = true
-		if _, err := os.Stat(filepath.Join("/tmp/pgtest-ports", itoa(p))); err != nil {
-			t.Fatalf("port %d not reserved: %v", p, err)
-		}
 	}
 }

@@ -3,6 +3,7 @@ package haproxytest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgha/pgha/internal/testkit"
 )
 
 // Binary is Debian's haproxy.
@@ -75,16 +78,6 @@ func Rewrite(cfg string, primary, replica, stats int, nodes []Node) (string, err
 	return strings.Join(out, "\n"), nil
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("haproxytest: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Start runs HAProxy with scripts/haproxy.cfg rewritten for nodes, in its
 // own process group, killed in t.Cleanup. It returns once the frontends
 // accept connections.
@@ -97,12 +90,14 @@ func Start(t testing.TB, nodes []Node) *HAProxy {
 	if err != nil {
 		t.Fatalf("haproxytest: read shipped config: %v", err)
 	}
-	h := &HAProxy{PrimaryPort: freePort(t), ReplicaPort: freePort(t), StatsPort: freePort(t)}
+	h := &HAProxy{PrimaryPort: testkit.FreePort(t), ReplicaPort: testkit.FreePort(t), StatsPort: testkit.FreePort(t)}
 	cfg, err := Rewrite(string(raw), h.PrimaryPort, h.ReplicaPort, h.StatsPort, nodes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	dir := t.TempDir()
+	testkit.CheckNoLeaks(t, dir) // after the kill below: no haproxy outlives the test
+	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -125,22 +120,30 @@ func Start(t testing.TB, nodes []Node) *HAProxy {
 			t.Errorf("haproxytest: haproxy pid %d did not exit after SIGKILL", h.cmd.Process.Pid)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	exited := false
+	err = testkit.Poll(ctx, 10*time.Second, func() error {
+		select {
+		case <-done:
+			exited = true
+			stop()
+			return errors.New("exited")
+		default:
+		}
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", h.StatsPort), time.Second)
 		if err == nil {
 			c.Close()
-			return h
 		}
-		select {
-		case <-done:
-			t.Fatalf("haproxytest: haproxy exited at start:\n%s", h.Logs())
-		case <-ctx.Done():
-			t.Fatalf("haproxytest: haproxy not listening within 10s:\n%s", h.Logs())
-		case <-time.After(50 * time.Millisecond):
-		}
+		return err
+	})
+	switch {
+	case exited:
+		t.Fatalf("haproxytest: haproxy exited at start:\n%s", h.Logs())
+	case err != nil:
+		t.Fatalf("haproxytest: haproxy not listening within 10s:\n%s", h.Logs())
 	}
+	return h
 }
 
 // Write collects HAProxy's output.

@@ -16,6 +16,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/daemon"
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/leader"
 )
 
@@ -83,7 +84,7 @@ func New(t testing.TB, n int, o Options) *Cluster {
 		c.Scope = Scope
 		c.Name = name
 		c.Etcd.Endpoints = endpoints
-		c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
+		c.RESTAPI.Listen = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 		c.RESTAPI.ConnectAddress = c.RESTAPI.Listen
 		c.PostgreSQL = pgtest.Config(t, name)
 		c.Bootstrap.DCS = DCS()
@@ -254,19 +255,14 @@ func (tc *Cluster) View() cluster.View {
 	return v
 }
 
-// WaitFor polls cond every 200 ms until it returns "" or timeout passes;
-// cond returns what is still missing, which the failure names.
+// WaitFor polls cond until it returns "" or timeout passes; cond
+// returns what is still missing, which the failure names.
 func (tc *Cluster) WaitFor(timeout time.Duration, what string, cond func() string) {
 	tc.t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		if last = cond(); last == "" {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	tc.t.Fatalf("daemontest: %s: not reached after %s: %s", what, timeout, last)
+	testkit.Eventually(tc.t, timeout, "daemontest: "+what, func() error {
+		missing := cond()
+		return testkit.Missing(missing == "", missing)
+	})
 }
 
 // WaitHealthy waits until the leader runs as primary and every other named
