@@ -206,18 +206,18 @@ func storeContract(t *testing.T, h storeHarness) {
 	if fo == nil || fo.Member != "b" {
 		t.Fatalf("failover %+v", fo)
 	}
-	must(a.FinishFailover(ctx, fo.Revision-1))
+	must(a.DeleteFailover(ctx, fo.Revision-1))
 	if read().Failover == nil {
-		t.Fatal("a stale FinishFailover deleted the request")
+		t.Fatal("a stale DeleteFailover deleted the request")
 	}
-	must(a.FinishFailover(ctx, fo.Revision))
+	must(a.DeleteFailover(ctx, fo.Revision))
 	if read().Failover != nil {
-		t.Fatal("FinishFailover left the request")
+		t.Fatal("DeleteFailover left the request")
 	}
 	h.put(keyFailover, `{"member":"b"}`)
-	must(b.ClearFailover(ctx))
+	must(b.DeleteFailover(ctx, 0))
 	if read().Failover != nil {
-		t.Fatal("ClearFailover left the request")
+		t.Fatal("DeleteFailover(0) left the request")
 	}
 
 	// A config key that does not validate is refused for the last good one.

@@ -450,14 +450,13 @@ func (s *fakeStore) WriteHistory(ctx context.Context, lease clientv3.LeaseID, h 
 	return s.fenced(ctx, lease, "history", putOp(s.key(keyHistory), string(encodeHistory(h)), 0))
 }
 
-func (s *fakeStore) FinishFailover(ctx context.Context, rev int64) error {
+func (s *fakeStore) DeleteFailover(ctx context.Context, rev int64) error {
 	k := s.key(keyFailover)
-	_, err := s.do(ctx, "clear failover key", []fcmp{modIs(k, rev)}, delOp(k))
-	return err
-}
-
-func (s *fakeStore) ClearFailover(ctx context.Context) error {
-	_, err := s.do(ctx, "clear failover key", nil, delOp(s.key(keyFailover)))
+	var cmp []fcmp
+	if rev != 0 {
+		cmp = []fcmp{modIs(k, rev)}
+	}
+	_, err := s.do(ctx, "delete failover key", cmp, delOp(k))
 	return err
 }
 
