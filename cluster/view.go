@@ -60,6 +60,10 @@ type Member struct {
 	// member key says so; patronictl pause --wait waits for it on every
 	// member).
 	Pause bool `json:"pause,omitempty"`
+	// WatchdogFailed: the member's fence refused its write permission the
+	// last time it tried to lead (watchdog.mode required without a
+	// working device); it cannot lead, and others do not wait for it.
+	WatchdogFailed bool `json:"watchdog_failed,omitempty"`
 	// Revision is etcd's mod_revision of the key (not stored in the JSON).
 	Revision int64 `json:"-"`
 }

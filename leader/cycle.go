@@ -16,8 +16,17 @@ func (l *Loop) cycle(ctx context.Context, shuttingDown bool) time.Duration {
 		defer func(start time.Time) { l.opt.OnCycle(time.Since(start)) }(time.Now())
 	}
 	g := l.gather(ctx, shuttingDown)
+	if l.isKilled() {
+		// Killed mid-cycle (kill -9 in tests, SIGUSR2 detach): act on
+		// nothing, publish nothing; what a dead daemon leaves is what the
+		// next one adopts.
+		return 0
+	}
 	a := l.decide(g.facts)
 	l.mem = l.act(ctx, a, g)
+	if l.isKilled() {
+		return 0
+	}
 	return l.publishCycle(ctx, a, g)
 }
 

@@ -109,6 +109,10 @@ type Peer struct {
 	Running    bool
 	InRecovery bool
 	Tags       config.Tags
+	// FenceRefused: its fence refused the write permission the last time
+	// it tried to lead (watchdog.mode required without a working
+	// device), so it cannot lead now; Patroni's watchdog_failed.
+	FenceRefused bool
 }
 
 // Facts are everything Decide looks at.
@@ -344,7 +348,7 @@ func switchoverCandidate(f Facts, named string) (string, string) {
 func eligiblePeers(f Facts) []Peer {
 	var out []Peer
 	for _, p := range f.Peers {
-		if p.Name == f.Me || !p.Running || !p.InRecovery || !cluster.CanPromote(p.Tags) {
+		if p.Name == f.Me || !p.Running || !p.InRecovery || !cluster.CanPromote(p.Tags) || p.FenceRefused {
 			continue
 		}
 		if _, ok := f.Downstream[p.Name]; !ok {
@@ -484,8 +488,8 @@ func decideNoLeader(f Facts, fo *cluster.Failover) Action {
 	}
 	me := Peer{Name: f.Me, Position: local.Position, Running: true, InRecovery: local.InRecovery, Tags: f.Tags}
 	for _, p := range f.Peers {
-		if p.Name == f.Me || !p.Running || !cluster.CanPromote(p.Tags) {
-			continue
+		if p.Name == f.Me || !p.Running || !cluster.CanPromote(p.Tags) || p.FenceRefused {
+			continue // a peer whose fence refuses cannot lead: it must not block others
 		}
 		if !p.InRecovery {
 			return act(Nothing, "", "%s is running as a primary; not competing", p.Name)

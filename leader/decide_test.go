@@ -278,6 +278,11 @@ func TestDecide(t *testing.T) {
 		{"diverged replica of the old leader rewinds rather than follow", func(f Facts) Facts { f = diverged(f); f.Following = "c"; return f }, Rewind, "a", ""},
 		{"leader loss: healthiest replica acquires", noLeader, Acquire, "", "healthiest"},
 		{"leader loss: peer ahead wins", func(f Facts) Facts { f = noLeader(f); f.Peers[0].Position = 2000; return f }, Nothing, "", "better candidate"},
+		{"leader loss: a peer ahead whose fence refuses does not block", func(f Facts) Facts {
+			f = noLeader(f)
+			f.Peers[0].Position, f.Peers[0].FenceRefused = 2000, true
+			return f
+		}, Acquire, "", "healthiest"},
 		{"leader loss: tie broken by name", func(f Facts) Facts { f = noLeader(f); f.Me, f.Peers[0].Name = "c", "b"; return f }, Nothing, "", "b is a better"},
 		{"leader loss: tie broken by failover_priority", func(f Facts) Facts {
 			f = noLeader(f)

@@ -86,6 +86,9 @@ type Loop struct {
 	// key or initialize claim is bound to it), 0 when none does; the
 	// watchdog goroutine renews the fence's permission while it is set.
 	writeLease atomic.Int64
+	// fenceRefused: the fence refused the last write permission asked
+	// (published in the member key as watchdog_failed).
+	fenceRefused atomic.Bool
 
 	// Owned by the loop goroutine: the state machine's memory, and what
 	// the loop last published and logged.

@@ -30,11 +30,12 @@ func peersOf(v cluster.View, me string) []Peer {
 			continue
 		}
 		out = append(out, Peer{
-			Name:       m.Name,
-			Position:   m.XLogLocation,
-			Running:    m.State == cluster.StateRunning || m.State == cluster.StateStreaming,
-			InRecovery: m.Role != cluster.RolePrimary,
-			Tags:       m.Tags,
+			Name:         m.Name,
+			Position:     m.XLogLocation,
+			Running:      m.State == cluster.StateRunning || m.State == cluster.StateStreaming,
+			InRecovery:   m.Role != cluster.RolePrimary,
+			Tags:         m.Tags,
+			FenceRefused: m.WatchdogFailed,
 		})
 	}
 	return out
@@ -87,6 +88,7 @@ func (l *Loop) publishMember(ctx context.Context, local Local) {
 	// Patroni's member key carries the agent's version (patronictl
 	// compares it as its own), not the server's.
 	m.Version = l.opt.Version
+	m.WatchdogFailed = l.fenceRefused.Load()
 	if local.Streaming {
 		m.ReplicationState = "streaming"
 	}

@@ -47,9 +47,15 @@ func (l *Loop) permit(id clientv3.LeaseID, why string) error {
 	if l.opt.Fence == nil {
 		return nil
 	}
+	defer func() {
+		if l.writeLease.Load() != 0 {
+			l.fenceRefused.Store(false)
+		}
+	}()
 	if err := l.opt.Fence.Allow(until, ls.AckedSentAt, ls.TTL); err != nil {
 		if errors.Is(err, ErrWritesRefused) {
 			l.writeLease.Store(0)
+			l.fenceRefused.Store(true)
 			return fmt.Errorf("leader: %s: %w", why, err)
 		}
 		l.log.Warn("fence keeper unavailable; the daemon's own watchdog still guards the lease", "why", why, "err", err)
