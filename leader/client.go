@@ -62,9 +62,16 @@ func ClientConfig(e config.Etcd) (clientv3.Config, error) {
 	cfg := clientv3.Config{
 		Endpoints:   eps,
 		DialTimeout: dial,
-		Username:    e.Username,
-		Password:    e.Password,
-		Logger:      zap.NewNop(),
+		// gRPC keepalive finds a connection to a member that went silent
+		// (a partition drops packets: TCP alone would wait minutes), so
+		// requests move to the other members. 5 s is the least etcd's
+		// default --grpc-keepalive-min-time accepts.
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		PermitWithoutStream:  true,
+		Username:             e.Username,
+		Password:             e.Password,
+		Logger:               zap.NewNop(),
 	}
 	if useTLS {
 		tc, err := clientTLS(e)
@@ -128,4 +135,29 @@ func clientTLS(e config.Etcd) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// NewMemberClients opens one client per etcd endpoint (none for a single
+// endpoint): the lease's keepalives go to every member at once, so a
+// member cut off from the others (its requests hang, it cannot answer)
+// never delays a renewal. The caller closes them.
+func NewMemberClients(e config.Etcd) ([]*clientv3.Client, error) {
+	eps := EndpointURLs(e)
+	if len(eps) < 2 {
+		return nil, nil
+	}
+	var out []*clientv3.Client
+	for _, ep := range eps {
+		one := e
+		one.Endpoints = []string{ep}
+		cli, err := NewClient(one)
+		if err != nil {
+			for _, c := range out {
+				c.Close()
+			}
+			return nil, err
+		}
+		out = append(out, cli)
+	}
+	return out, nil
 }

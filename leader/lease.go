@@ -40,7 +40,10 @@ func (s LeaseState) Deadline(margin time.Duration) time.Time {
 // When the lease is lost (expired on the server) it grants a new one.
 type Lease struct {
 	cli *clientv3.Client
-	log *slog.Logger
+	// members, when set, are one client per etcd member: each keepalive
+	// goes to all of them at once and the first answer counts.
+	members []*clientv3.Client
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	state   LeaseState
@@ -182,7 +185,7 @@ func (l *Lease) keepAlive(ctx context.Context) {
 		}
 		kctx, cancel := context.WithTimeout(ctx, every)
 		sent := time.Now()
-		resp, err := l.cli.KeepAliveOnce(kctx, st.ID)
+		resp, err := l.keepAliveOnce(kctx, st.ID)
 		cancel()
 		switch {
 		case err == nil && resp.TTL > 0:
@@ -217,6 +220,42 @@ func (l *Lease) keepAlive(ctx context.Context) {
 		}
 	}
 }
+
+// keepAliveOnce renews the lease once, through every member client at
+// once when there are several: the first acknowledgement wins, and a
+// member that cannot answer (cut off, no quorum) costs nothing; a lease
+// the cluster no longer knows is reported as soon as any member says so.
+func (l *Lease) keepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+	if len(l.members) == 0 {
+		return l.cli.KeepAliveOnce(ctx, id)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		resp *clientv3.LeaseKeepAliveResponse
+		err  error
+	}
+	answers := make(chan answer, len(l.members))
+	for _, c := range l.members {
+		go func() {
+			resp, err := c.KeepAliveOnce(ctx, id)
+			answers <- answer{resp, err}
+		}()
+	}
+	var last error
+	for range l.members {
+		a := <-answers
+		if a.err == nil || errors.Is(a.err, rpctypes.ErrLeaseNotFound) {
+			return a.resp, a.err
+		}
+		last = a.err
+	}
+	return nil, last
+}
+
+// SetMemberClients makes keepalives go to every member at once (see
+// keepAliveOnce). Call it before Run.
+func (l *Lease) SetMemberClients(clis []*clientv3.Client) { l.members = clis }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pgha/pgha/cluster"
@@ -45,6 +46,9 @@ type Options struct {
 	// OnFailover, when set, is called after this node took the leader key
 	// of a cluster that had lost its leader, without a request (metrics).
 	OnFailover func()
+	// MemberClients, when set, are one etcd client per member: lease
+	// keepalives go to all of them at once (leader.NewMemberClients).
+	MemberClients []*clientv3.Client
 	// Fence, when set, is told how long this node may take writes (the
 	// fence keeper that outlives the daemon).
 	Fence WriteFence
@@ -131,6 +135,7 @@ func NewLoop(store *Store, pg Postgres, opt Options) *Loop {
 		opt.Bootstrap = config.DefaultDynamic()
 	}
 	lease := NewLease(store.Client(), opt.Bootstrap.TTL.D(), opt.Log.With("member", opt.Name))
+	lease.SetMemberClients(opt.MemberClients)
 	l := newLoop(store, lease, pg, opt)
 	lease.onGrant = l.republishMember
 	return l

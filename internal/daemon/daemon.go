@@ -35,8 +35,10 @@ type Daemon struct {
 	log  *slog.Logger
 	etcd *EmbeddedEtcd
 	cli  *clientv3.Client
-	inst *replication.Instance
-	loop *leader.Loop
+	// memberClis are one etcd client per member, for lease keepalives.
+	memberClis []*clientv3.Client
+	inst       *replication.Instance
+	loop       *leader.Loop
 	// keeper is the fence keeper's client: it stops Postgres when the
 	// write permission runs out while this daemon is dead or frozen.
 	keeper *fence.Client
@@ -126,6 +128,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	d.cli = cli
+	members, err := leader.NewMemberClients(etcdCfg)
+	if err != nil {
+		d.close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.memberClis = members
 	d.keeper = fence.NewClient(fence.ClientConfig{
 		DataDir:  cfg.PostgreSQL.DataDir,
 		Socket:   filepath.Join(inst.RunDir(), "fence.sock"),
@@ -138,16 +146,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	d.Add("callbacks", d.callbacks.Run)
 	store := leader.NewStore(cli, cfg.Namespace, cfg.Scope, cfg.Name, d.log)
 	d.loop = leader.NewLoop(store, pgAdapter{in: inst}, leader.Options{
-		Name:      cfg.Name,
-		Tags:      cfg.Tags,
-		ConnURL:   connURL(cfg.PostgreSQL),
-		APIURL:    cfg.RESTAPI.APIURL(),
-		PeerTLS:   peerTLS,
-		Bootstrap: cfg.Bootstrap.DCS,
-		Version:   Version,
-		OnFence:   d.fence,
-		Fence:     keeperFence{d.keeper},
-		OnEvent:   d.postgresEvent,
+		Name:          cfg.Name,
+		Tags:          cfg.Tags,
+		ConnURL:       connURL(cfg.PostgreSQL),
+		APIURL:        cfg.RESTAPI.APIURL(),
+		PeerTLS:       peerTLS,
+		Bootstrap:     cfg.Bootstrap.DCS,
+		Version:       Version,
+		OnFence:       d.fence,
+		Fence:         keeperFence{d.keeper},
+		MemberClients: members,
+		OnEvent:       d.postgresEvent,
 		OnCycle: func(dur time.Duration) {
 			for _, h := range d.hooks().cycle {
 				h(dur)
@@ -239,14 +248,19 @@ func (d *Daemon) close() {
 	d.mu.Lock()
 	killed := d.killed
 	d.mu.Unlock()
-	if !killed {
-		// A clean stop stopped Postgres (handover): the keeper may go. If
-		// Postgres still runs, the keeper stays and guards the lease.
-		if err := d.keeper.Dismiss(); err != nil {
-			d.log.Warn("fence keeper stays", "err", err)
+	if d.keeper != nil {
+		if !killed {
+			// A clean stop stopped Postgres (handover): the keeper may go.
+			// If Postgres still runs, the keeper stays and guards the lease.
+			if err := d.keeper.Dismiss(); err != nil {
+				d.log.Warn("fence keeper stays", "err", err)
+			}
 		}
+		d.keeper.Close()
 	}
-	d.keeper.Close()
+	for _, c := range d.memberClis {
+		c.Close()
+	}
 	if d.cli != nil {
 		d.cli.Close()
 	}

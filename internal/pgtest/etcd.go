@@ -245,6 +245,14 @@ func (m *EtcdMember) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-m.cmd.Process.Pid, sig)
 }
 
+// Freeze stops the member's process (SIGSTOP): its connections stay open
+// and nothing answers, as when a partition drops its packets. Thaw
+// resumes it.
+func (m *EtcdMember) Freeze() { m.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen member (SIGCONT).
+func (m *EtcdMember) Thaw() { m.signal(syscall.SIGCONT) }
+
 // WaitHealthy polls GET /health until it reports healthy.
 func (m *EtcdMember) WaitHealthy(timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second}

@@ -1,0 +1,69 @@
+package leader
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pgtest"
+)
+
+// TestLeaseSurvivesSilentMember: with three etcd members, the member the
+// main client talks to goes silent (frozen: its connections stay open,
+// nothing answers, as in a partition that drops packets). Keepalives sent
+// to every member at once keep the lease renewed, so a leader would not
+// fence itself over one lost member of three.
+func TestLeaseSurvivesSilentMember(t *testing.T) {
+	ec := pgtest.StartEtcdBinaryCluster(t, 3)
+	e := config.Etcd{Endpoints: ec.Endpoints(), DialTimeout: config.Duration(2 * time.Second)}
+	cli, err := NewClient(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	members, err := NewMemberClients(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range members {
+			c.Close()
+		}
+	}()
+	ttl := 6 * time.Second
+	l := NewLease(cli, ttl, pgtest.Logger(t))
+	l.SetMemberClients(members)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(30 * time.Second)
+	for l.State().ID == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no lease granted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Freeze the member the main client's first endpoint names; then for
+	// two ttls the lease's last acknowledged keepalive must never be older
+	// than the write margin allows.
+	ec.Members[0].Freeze()
+	defer ec.Members[0].Thaw()
+	first := l.State().ID
+	worst := time.Duration(0)
+	for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		st := l.State()
+		if st.ID != first {
+			t.Fatalf("the lease was lost (now %x) while one member of three was silent", int64(st.ID))
+		}
+		worst = max(worst, time.Since(st.AckedSentAt))
+	}
+	t.Logf("oldest acknowledged keepalive while a member was silent: %s (write margin ends at %s)", worst.Round(time.Millisecond), ttl-margin(ttl))
+	// Keepalives go every ttl/3; one that waits for the silent member
+	// (until gRPC's keepalive gives up on it, about 7 s) would come close
+	// to the margin, or past it.
+	if bound := ttl/3 + time.Second; worst >= bound {
+		t.Fatalf("the last acknowledged keepalive was %s old (bound %s): renewals waited for the silent member", worst, bound)
+	}
+}
