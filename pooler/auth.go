@@ -81,6 +81,13 @@ func loadUserlist(path string) (map[string]secret, error) {
 	return parseUserlist(f, path)
 }
 
+// CheckUserlist reads a userlist.txt as the pooler will (pgha convert
+// checks a PgBouncer user list with it).
+func CheckUserlist(r io.Reader, name string) error {
+	_, err := parseUserlist(r, name)
+	return err
+}
+
 func parseUserlist(r io.Reader, name string) (map[string]secret, error) {
 	users := make(map[string]secret)
 	sc := bufio.NewScanner(r)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/pooler"
 )
 
 // pgbouncerDefaultAuthQuery is PgBouncer's auth_query default, used when
@@ -601,43 +602,11 @@ func (cv *converter) user(name, value string) {
 	cv.c.Users[name] = u
 }
 
-// checkUserlist reports userlist.txt lines pgha reads differently from
-// PgBouncer: an empty password (PgBouncer lets such a user in with any
-// password under some auth types; pgha refuses the file).
+// checkUserlist refuses a userlist.txt the pooler would refuse (an empty
+// password: PgBouncer lets such a user in with any password under some
+// auth types; pgha refuses the file), with the pooler's own reading of it.
 func (cv *converter) checkUserlist(data []byte) {
-	for i, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == ';' || line[0] == '#' {
-			continue
-		}
-		user, rest, ok := quoted(line)
-		if !ok {
-			cv.fail("auth_file line %d: not \"user\" \"password\"", i+1)
-			return
-		}
-		pw, _, ok := quoted(strings.TrimSpace(rest))
-		if ok && pw == "" {
-			cv.fail("auth_file line %d: user %q has an empty password, which pgha refuses: write its password, md5 hash or SCRAM secret (from pg_authid), or remove the line", i+1, user)
-			return
-		}
+	if err := pooler.CheckUserlist(bytes.NewReader(data), "auth_file"); err != nil {
+		cv.fail("%s", strings.TrimPrefix(err.Error(), "pooler: "))
 	}
-}
-
-func quoted(s string) (string, string, bool) {
-	if s == "" || s[0] != '"' {
-		return "", "", false
-	}
-	var b strings.Builder
-	for i := 1; i < len(s); i++ {
-		if s[i] == '"' {
-			if i+1 < len(s) && s[i+1] == '"' {
-				b.WriteByte('"')
-				i++
-				continue
-			}
-			return b.String(), s[i+1:], true
-		}
-		b.WriteByte(s[i])
-	}
-	return "", "", false
 }
