@@ -227,207 +227,242 @@ func (s *server) pumpLoop(c *client, inline bool) error {
 		if n < 0 || n > maxServerMsg {
 			return fmt.Errorf("%w: server message %q with length %d", ErrProtocol, t, n+4)
 		}
+		var stop bool
 		switch t {
 		case 'D', 'd', 'N', 'A', 't', 'G', 'H', 'W', 'V', 'c', 'v':
-			if s.special.Load() != 0 {
-				c.mu.Lock()
-				held = true
-				s.emitSynth()
-				swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
-				held = false
-				c.mu.Unlock()
-				if swallow {
-					br.Discard(5 + n)
-					continue
-				}
-			}
-			c.stats.recv(n + 5)
-			if err := copyBody(cw, br, n+5); err != nil {
-				return truncated(err)
-			}
-			if inline && (t == 'G' || t == 'W') {
-				if err := cw.Flush(); err != nil {
-					return err
-				}
-				return errHandoff
-			}
-			continue
+			stop, err = s.pumpRow(c, t, n, inline, &held)
 		case 'S':
-			br.Discard(5)
-			b, err := readBody(br, n)
-			if err != nil {
-				return truncated(err)
-			}
-			k, rest, _ := cstring(b)
-			v, _, _ := cstring(rest)
-			c.mu.Lock()
-			held = true
-			if i := c.p.trackIndex(k); i >= 0 {
-				s.tracked[i] = v
-				c.setTracked(i, v)
-			}
-			swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
-			held = false
-			c.mu.Unlock()
-			if !swallow {
-				writeHeader(cw, 'S', n)
-				cw.Write(b)
-			}
-			continue
+			err = s.pumpParameter(c, n, &held)
 		case 'Z':
-			br.Discard(5)
-			if n != 1 {
-				return fmt.Errorf("%w: ReadyForQuery of length %d", ErrProtocol, n+4)
-			}
-			status, err := br.ReadByte()
-			if err != nil {
-				return truncated(err)
-			}
-			var st = [1]byte{status}
-			c.mu.Lock()
-			held = true
-			s.emitSynth()
-			swallow := false
-			if s.queued() > 0 && ends(s.q[s.qh].kind, 'Z') {
-				swallow = s.pop().act == actSwallow
-			}
-			s.emitSynth()
-			s.status = st[0]
-			if !swallow {
-				writeBytes(cw, 'Z', 0, 0, 0, 5, st[0])
-			}
-			if s.queued() > 0 {
-				held = false
-				c.mu.Unlock()
-				continue
-			}
-			s.queryEnd(st[0])
-			if c.leaving {
-				// Only the pooler's reset query was left; give the server
-				// back once the leaving client's goroutine has finished
-				// writing it (its Flush may return after this answer).
-				for s.hold {
-					s.waiting = true
-					held = false
-					c.mu.Unlock()
-					<-s.holdCh
-					c.mu.Lock()
-					held = true
-				}
-				if c.srv != s {
-					held = false
-					c.mu.Unlock()
-					return errDetached
-				}
-				c.srv = nil
-				s.client.Store(nil)
-				held = false
-				c.mu.Unlock()
-				s.pool.release(s, st[0] == 'I')
-				return nil
-			}
-			if c.mode == modeSession {
-				held = false
-				c.mu.Unlock()
-				continue
-			}
-			if st[0] != 'I' {
-				held = false
-				c.mu.Unlock()
-				if inline && c.mode != modeStatement {
-					// In a transaction and nothing more to answer: let the
-					// client goroutine read the client again.
-					if err := cw.Flush(); err != nil {
-						return err
-					}
-					return errInlineIdle
-				}
-				if c.mode == modeStatement {
-					if cw.Flush() == nil {
-						c.farewell(&loginError{code: codeFeatureNotSupp, msg: "transaction blocks not allowed in statement pooling mode"})
-					}
-					c.conn.Close()
-					return fmt.Errorf("pooler: transaction in statement mode")
-				}
-				continue
-			}
-			for s.hold {
-				// The client goroutine is writing its next batch; wait for
-				// it to finish, then decide again.
-				s.waiting = true
-				held = false
-				c.mu.Unlock()
-				<-s.holdCh
-				c.mu.Lock()
-				held = true
-			}
-			if c.srv != s {
-				held = false
-				c.mu.Unlock()
-				return errDetached
-			}
-			if s.queued() > 0 {
-				held = false
-				c.mu.Unlock()
-				continue
-			}
-			if err := cw.Flush(); err != nil {
-				held = false
-				c.mu.Unlock()
-				return err
-			}
-			c.srv = nil
-			s.client.Store(nil)
-			held = false
-			c.mu.Unlock()
-			s.pool.release(s, true)
-			return nil
+			stop, err = s.pumpReady(c, n, inline, &held)
 		case '1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E':
-			c.mu.Lock()
-			held = true
-			s.emitSynth()
-			swallow := false
-			if s.queued() > 0 {
-				h := s.q[s.qh]
-				switch {
-				case h.kind == 'Q' || h.kind == 'F' || h.kind == 'S':
-					swallow = h.act == actSwallow
-				case t == 'E':
-					s.forgetFailed(s.pop())
-					s.skipToSync()
-				case ends(h.kind, t):
-					swallow = s.pop().act == actSwallow
-				}
-			}
-			if t == 'C' && n < 64 {
-				// DEALLOCATE ALL / DISCARD ALL drop every statement on
-				// this server, the pooler's included.
-				if b, err := br.Peek(5 + n); err == nil {
-					if tag := b[5:]; bytes.HasPrefix(tag, []byte("DEALLOCATE ALL")) || bytes.HasPrefix(tag, []byte("DISCARD ALL")) {
-						clear(s.prepared)
-						s.nprep.Store(0)
-					}
-				}
-			}
-			if swallow {
-				held = false
-				c.mu.Unlock()
-				br.Discard(5 + n)
-				continue
-			}
-			c.stats.recv(n + 5)
-			err := copyBody(cw, br, n+5)
-			s.emitSynth()
-			held = false
-			c.mu.Unlock()
-			if err != nil {
-				return truncated(err)
-			}
+			err = s.pumpReply(c, t, n, &held)
 		default:
 			c.stats.recv(n + 5)
-			if err := copyBody(cw, br, n+5); err != nil {
-				return truncated(err)
+			if err = copyBody(cw, br, n+5); err != nil {
+				err = truncated(err)
+			}
+		}
+		if stop || err != nil {
+			return err
+		}
+	}
+}
+
+// lock and unlock take and give back c.mu, keeping *held true exactly
+// while it is held (pumpLoop's panic recovery reads it).
+func lock(c *client, held *bool)   { c.mu.Lock(); *held = true }
+func unlock(c *client, held *bool) { *held = false; c.mu.Unlock() }
+
+// pumpRow forwards a data-bearing message (rows, notices, copy data,
+// notifications); in a copy out of an inline exchange it hands the
+// server over to the pump goroutine (stop, errHandoff).
+func (s *server) pumpRow(c *client, t byte, n int, inline bool, held *bool) (bool, error) {
+	br, cw := s.br, s.cw
+	if s.special.Load() != 0 {
+		lock(c, held)
+		s.emitSynth()
+		swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
+		unlock(c, held)
+		if swallow {
+			br.Discard(5 + n)
+			return false, nil
+		}
+	}
+	c.stats.recv(n + 5)
+	if err := copyBody(cw, br, n+5); err != nil {
+		return true, truncated(err)
+	}
+	if inline && (t == 'G' || t == 'W') {
+		if err := cw.Flush(); err != nil {
+			return true, err
+		}
+		return true, errHandoff
+	}
+	return false, nil
+}
+
+// pumpParameter records a ParameterStatus the client's session tracks and
+// forwards it unless the pooler's own query asked for it.
+func (s *server) pumpParameter(c *client, n int, held *bool) error {
+	br, cw := s.br, s.cw
+	br.Discard(5)
+	b, err := readBody(br, n)
+	if err != nil {
+		return truncated(err)
+	}
+	k, rest, _ := cstring(b)
+	v, _, _ := cstring(rest)
+	lock(c, held)
+	if i := c.p.trackIndex(k); i >= 0 {
+		s.tracked[i] = v
+		c.setTracked(i, v)
+	}
+	swallow := s.queued() > 0 && s.q[s.qh].act == actSwallow
+	unlock(c, held)
+	if !swallow {
+		writeHeader(cw, 'S', n)
+		cw.Write(b)
+	}
+	return nil
+}
+
+// pumpReply forwards a protocol reply (parse/bind/close complete, row
+// description, command complete, error, ...), swallowing the answers to
+// the pooler's own messages and keeping the prepared-statement book in
+// step.
+func (s *server) pumpReply(c *client, t byte, n int, held *bool) error {
+	br, cw := s.br, s.cw
+	lock(c, held)
+	s.emitSynth()
+	swallow := false
+	if s.queued() > 0 {
+		h := s.q[s.qh]
+		switch {
+		case h.kind == 'Q' || h.kind == 'F' || h.kind == 'S':
+			swallow = h.act == actSwallow
+		case t == 'E':
+			s.forgetFailed(s.pop())
+			s.skipToSync()
+		case ends(h.kind, t):
+			swallow = s.pop().act == actSwallow
+		}
+	}
+	if t == 'C' && n < 64 {
+		// DEALLOCATE ALL / DISCARD ALL drop every statement on this
+		// server, the pooler's included.
+		if b, err := br.Peek(5 + n); err == nil {
+			if tag := b[5:]; bytes.HasPrefix(tag, []byte("DEALLOCATE ALL")) || bytes.HasPrefix(tag, []byte("DISCARD ALL")) {
+				clear(s.prepared)
+				s.nprep.Store(0)
 			}
 		}
 	}
+	if swallow {
+		unlock(c, held)
+		br.Discard(5 + n)
+		return nil
+	}
+	c.stats.recv(n + 5)
+	err := copyBody(cw, br, n+5)
+	s.emitSynth()
+	unlock(c, held)
+	if err != nil {
+		return truncated(err)
+	}
+	return nil
+}
+
+// pumpReady handles ReadyForQuery: it forwards it (unless it answers the
+// pooler's own query) and, when nothing more is expected, decides what
+// becomes of the server (readyDone). stop reports that pumpLoop returns.
+func (s *server) pumpReady(c *client, n int, inline bool, held *bool) (bool, error) {
+	br, cw := s.br, s.cw
+	br.Discard(5)
+	if n != 1 {
+		return true, fmt.Errorf("%w: ReadyForQuery of length %d", ErrProtocol, n+4)
+	}
+	status, err := br.ReadByte()
+	if err != nil {
+		return true, truncated(err)
+	}
+	lock(c, held)
+	s.emitSynth()
+	swallow := false
+	if s.queued() > 0 && ends(s.q[s.qh].kind, 'Z') {
+		swallow = s.pop().act == actSwallow
+	}
+	s.emitSynth()
+	s.status = status
+	if !swallow {
+		writeBytes(cw, 'Z', 0, 0, 0, 5, status)
+	}
+	if s.queued() > 0 {
+		unlock(c, held)
+		return false, nil
+	}
+	s.queryEnd(status)
+	return s.readyDone(c, status, inline, held)
+}
+
+// readyDone decides, c.mu held and nothing more expected, what becomes of
+// the server after a ReadyForQuery with status: a leaving client's reset
+// query done gives it back; session mode keeps it; inside a transaction
+// it stays with the client (inline: the client goroutine reads on;
+// statement mode refuses the transaction); idle in transaction or
+// statement mode it goes back to the pool once the client goroutine has
+// written its batch.
+func (s *server) readyDone(c *client, status byte, inline bool, held *bool) (bool, error) {
+	cw := s.cw
+	if c.leaving {
+		// Only the pooler's reset query was left; give the server back
+		// once the leaving client's goroutine has finished writing it (its
+		// Flush may return after this answer).
+		if !s.waitHold(c, held) {
+			return true, errDetached
+		}
+		c.srv = nil
+		s.client.Store(nil)
+		unlock(c, held)
+		s.pool.release(s, status == 'I')
+		return true, nil
+	}
+	if c.mode == modeSession {
+		unlock(c, held)
+		return false, nil
+	}
+	if status != 'I' {
+		unlock(c, held)
+		if inline && c.mode != modeStatement {
+			// In a transaction and nothing more to answer: let the client
+			// goroutine read the client again.
+			if err := cw.Flush(); err != nil {
+				return true, err
+			}
+			return true, errInlineIdle
+		}
+		if c.mode == modeStatement {
+			if cw.Flush() == nil {
+				c.farewell(&loginError{code: codeFeatureNotSupp, msg: "transaction blocks not allowed in statement pooling mode"})
+			}
+			c.conn.Close()
+			return true, fmt.Errorf("pooler: transaction in statement mode")
+		}
+		return false, nil
+	}
+	// The client goroutine may be writing its next batch: wait for it to
+	// finish, then decide again.
+	if !s.waitHold(c, held) {
+		return true, errDetached
+	}
+	if s.queued() > 0 {
+		unlock(c, held)
+		return false, nil
+	}
+	if err := cw.Flush(); err != nil {
+		unlock(c, held)
+		return true, err
+	}
+	c.srv = nil
+	s.client.Store(nil)
+	unlock(c, held)
+	s.pool.release(s, true)
+	return true, nil
+}
+
+// waitHold waits, c.mu held, while the client goroutine holds the server
+// for a write; it reports false (c.mu given back) when the server was
+// detached from the client meanwhile.
+func (s *server) waitHold(c *client, held *bool) bool {
+	for s.hold {
+		s.waiting = true
+		unlock(c, held)
+		<-s.holdCh
+		lock(c, held)
+	}
+	if c.srv != s {
+		unlock(c, held)
+		return false
+	}
+	return true
 }
