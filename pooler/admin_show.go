@@ -35,149 +35,196 @@ const colsSockets = "type user database replication state addr port:i local_addr
 	"wait:i wait_us:i close_needed:i ptr link remote_pid:i tls application_name prepared_statements:i id:q"
 
 func (p *Pooler) show(what string) (*resultSet, error) {
+	do, ok := showers[what]
+	if !ok {
+		return nil, fmt.Errorf("unknown SHOW subject %q: try SHOW HELP", what)
+	}
 	rs := &resultSet{}
 	pools := p.poolList()
 	sort.Slice(pools, func(i, j int) bool {
 		a, b := pools[i].key, pools[j].key
 		return a.name()+"\x00"+a.user < b.name()+"\x00"+b.user
 	})
-	now := time.Now()
-	switch what {
-	case "POOLS":
-		rs.cols = cols("database user cl_active:i cl_waiting:i cl_active_cancel_req:i cl_waiting_cancel_req:i sv_active:i sv_active_cancel:i " +
-			"sv_being_canceled:i sv_idle:i sv_used:i sv_tested:i sv_login:i maxwait:i maxwait_us:i pool_mode load_balance_hosts")
-		for _, pl := range pools {
-			v := pl.view(now)
-			rs.add(pl.key.name(), pl.key.user, v.clients-v.waiting, v.waiting, 0, 0, v.active, 0, v.parked, v.idle, v.used,
-				v.tested, v.login, int(v.maxWait/time.Second), int(v.maxWait%time.Second/time.Microsecond), pl.conf.mode.String(), nil)
-		}
-	case "CLIENTS":
-		rs.cols = cols(colsSockets)
-		for _, c := range p.clientList() {
-			p.clientRow(rs, c, now)
-		}
-	case "SERVERS":
-		rs.cols = cols(colsSockets)
-		for _, pl := range pools {
-			p.serverRows(rs, pl, now)
-		}
-	case "STATS":
-		rs.cols = cols(colsStats)
-		for _, db := range p.statsByDB(pools, now) {
-			row := []any{db.name}
-			for _, v := range db.cur {
-				row = append(row, v)
-			}
-			for _, v := range db.avg {
-				row = append(row, v)
-			}
-			rs.add(append(row, db.cur[stQuery])...)
-		}
-	case "STATS_TOTALS", "STATS_AVERAGES":
-		spec := "database server_assignment_count:N xact_count:N query_count:N bytes_received:N bytes_sent:N xact_time:N query_time:N wait_time:N "
-		if what == "STATS_TOTALS" {
-			spec += "client_parse_count:N server_parse_count:N bind_count:N"
-		} else {
-			spec += "avg_client_parse_count:N avg_server_parse_count:N avg_bind_count:N"
-		}
-		rs.cols = cols(spec)
-		for _, db := range p.statsByDB(pools, now) {
-			vals := db.cur
-			if what == "STATS_AVERAGES" {
-				vals = db.avg
-			}
-			row := []any{db.name}
-			for _, v := range vals {
-				row = append(row, v)
-			}
-			rs.add(row...)
-		}
-	case "TOTALS":
-		rs.cols = cols("name value:N")
-		var cur, avg statVals
-		for _, db := range p.statsByDB(pools, now) {
-			cur.add(db.cur)
-			avg.add(db.avg)
-		}
-		names := []string{"server_assignment_count", "xact_count", "query_count", "client_bytes", "server_bytes", "xact_time",
-			"query_time", "wait_time", "ps_client_parse_count", "ps_server_parse_count", "ps_bind_count"}
-		for i, n := range names {
-			rs.add("total_"+n, cur[i])
-		}
-		for i, n := range names {
-			rs.add("avg_"+n, avg[i])
-		}
-	case "DATABASES":
-		p.showDatabases(rs, pools)
-	case "USERS":
-		p.showUsers(rs, pools)
-	case "CONFIG":
-		rs.cols = cols("key value default changeable")
-		for _, kv := range p.configRows() {
-			rs.add(kv[0], kv[1], kv[2], "no")
-		}
-	case "VERSION":
-		rs.cols = cols("version")
-		rs.add(Version)
-	case "STATE":
-		rs.cols = cols("key value")
-		yes := func(b bool) string {
-			if b {
-				return "yes"
-			}
-			return "no"
-		}
-		rs.add("active", yes(!p.paused.Load()))
-		rs.add("paused", yes(p.paused.Load()))
-		rs.add("suspended", "no")
-	case "LISTS":
-		rs.cols = cols("list items:i")
-		var free, used int
-		for _, pl := range pools {
-			v := pl.view(now)
-			free += v.idle + v.used
-			used += v.active + v.parked + v.tested + v.login
-		}
-		dbs := p.databaseNames(pools)
-		for _, r := range []struct {
-			k string
-			v int
-		}{{"databases", len(dbs) + 1}, {"users", len(p.userNames(pools))}, {"peers", 0}, {"pools", len(pools)}, {"peer_pools", 0},
-			{"free_clients", 0}, {"used_clients", len(p.clientList())}, {"login_clients", int(p.pending.Load())},
-			{"free_servers", 0}, {"used_servers", free + used},
-			{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0}} {
-			rs.add(r.k, r.v)
-		}
-	case "MEM":
-		// PgBouncer shows its slab caches; these are the pooler's
-		// objects of the same kinds: size of one, how many are in use.
-		rs.cols = cols("name size:i used:i free:i memtotal:i")
-		var servers int
-		for _, pl := range pools {
-			_, _, _, total := pl.counts()
-			servers += total
-		}
-		ncl := len(p.clientList())
-		rows := []struct {
-			n       string
-			size, k int
-		}{
-			{"user_cache", int(unsafe.Sizeof(secret{})), len(p.userNames(pools))},
-			{"db_cache", int(unsafe.Sizeof(dbState{})), len(p.databaseNames(pools))},
-			{"pool_cache", int(unsafe.Sizeof(pool{})), len(pools)},
-			{"server_cache", int(unsafe.Sizeof(server{})), servers},
-			{"client_cache", int(unsafe.Sizeof(client{})), ncl},
-			{"iobuf_cache", ioBufSize, servers * 3},
-		}
-		for _, r := range rows {
-			rs.add(r.n, r.size, r.k, 0, r.size*r.k)
-		}
-	case "FDS":
-		p.showFDs(rs, pools)
-	default:
-		return nil, fmt.Errorf("unknown SHOW subject %q: try SHOW HELP", what)
-	}
+	do(p, rs, pools, time.Now(), what)
 	return rs, nil
+}
+
+// showers answer each SHOW subject: the pools sorted by (database, user),
+// the time of the request, and the subject as asked.
+var showers = map[string]func(p *Pooler, rs *resultSet, pools []*pool, now time.Time, what string){
+	"POOLS":          (*Pooler).showPools,
+	"CLIENTS":        (*Pooler).showClients,
+	"SERVERS":        (*Pooler).showServers,
+	"STATS":          (*Pooler).showStats,
+	"STATS_TOTALS":   (*Pooler).showStatsTotals,
+	"STATS_AVERAGES": (*Pooler).showStatsTotals,
+	"TOTALS":         (*Pooler).showTotals,
+	"DATABASES":      func(p *Pooler, rs *resultSet, pools []*pool, _ time.Time, _ string) { p.showDatabases(rs, pools) },
+	"USERS":          func(p *Pooler, rs *resultSet, pools []*pool, _ time.Time, _ string) { p.showUsers(rs, pools) },
+	"CONFIG":         (*Pooler).showConfig,
+	"VERSION":        (*Pooler).showVersion,
+	"STATE":          (*Pooler).showState,
+	"LISTS":          (*Pooler).showLists,
+	"MEM":            (*Pooler).showMem,
+	"FDS":            func(p *Pooler, rs *resultSet, pools []*pool, _ time.Time, _ string) { p.showFDs(rs, pools) },
+}
+
+// showPools answers SHOW POOLS.
+func (p *Pooler) showPools(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols("database user cl_active:i cl_waiting:i cl_active_cancel_req:i cl_waiting_cancel_req:i sv_active:i sv_active_cancel:i " +
+		"sv_being_canceled:i sv_idle:i sv_used:i sv_tested:i sv_login:i maxwait:i maxwait_us:i pool_mode load_balance_hosts")
+	for _, pl := range pools {
+		v := pl.view(now)
+		rs.add(pl.key.name(), pl.key.user, v.clients-v.waiting, v.waiting, 0, 0, v.active, 0, v.parked, v.idle, v.used,
+			v.tested, v.login, int(v.maxWait/time.Second), int(v.maxWait%time.Second/time.Microsecond), pl.conf.mode.String(), nil)
+	}
+}
+
+// showClients answers SHOW CLIENTS.
+func (p *Pooler) showClients(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols(colsSockets)
+	for _, c := range p.clientList() {
+		p.clientRow(rs, c, now)
+	}
+}
+
+// showServers answers SHOW SERVERS.
+func (p *Pooler) showServers(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols(colsSockets)
+	for _, pl := range pools {
+		p.serverRows(rs, pl, now)
+	}
+}
+
+// showStats answers SHOW STATS.
+func (p *Pooler) showStats(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols(colsStats)
+	for _, db := range p.statsByDB(pools, now) {
+		row := []any{db.name}
+		for _, v := range db.cur {
+			row = append(row, v)
+		}
+		for _, v := range db.avg {
+			row = append(row, v)
+		}
+		rs.add(append(row, db.cur[stQuery])...)
+	}
+}
+
+// showStatsTotals answers SHOW STATS_TOTALS and STATS_AVERAGES.
+func (p *Pooler) showStatsTotals(rs *resultSet, pools []*pool, now time.Time, what string) {
+	spec := "database server_assignment_count:N xact_count:N query_count:N bytes_received:N bytes_sent:N xact_time:N query_time:N wait_time:N "
+	if what == "STATS_TOTALS" {
+		spec += "client_parse_count:N server_parse_count:N bind_count:N"
+	} else {
+		spec += "avg_client_parse_count:N avg_server_parse_count:N avg_bind_count:N"
+	}
+	rs.cols = cols(spec)
+	for _, db := range p.statsByDB(pools, now) {
+		vals := db.cur
+		if what == "STATS_AVERAGES" {
+			vals = db.avg
+		}
+		row := []any{db.name}
+		for _, v := range vals {
+			row = append(row, v)
+		}
+		rs.add(row...)
+	}
+}
+
+// showTotals answers SHOW TOTALS.
+func (p *Pooler) showTotals(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols("name value:N")
+	var cur, avg statVals
+	for _, db := range p.statsByDB(pools, now) {
+		cur.add(db.cur)
+		avg.add(db.avg)
+	}
+	names := []string{"server_assignment_count", "xact_count", "query_count", "client_bytes", "server_bytes", "xact_time",
+		"query_time", "wait_time", "ps_client_parse_count", "ps_server_parse_count", "ps_bind_count"}
+	for i, n := range names {
+		rs.add("total_"+n, cur[i])
+	}
+	for i, n := range names {
+		rs.add("avg_"+n, avg[i])
+	}
+}
+
+// showConfig answers SHOW CONFIG.
+func (p *Pooler) showConfig(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols("key value default changeable")
+	for _, kv := range p.configRows() {
+		rs.add(kv[0], kv[1], kv[2], "no")
+	}
+}
+
+// showVersion answers SHOW VERSION.
+func (p *Pooler) showVersion(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols("version")
+	rs.add(Version)
+}
+
+// showState answers SHOW STATE.
+func (p *Pooler) showState(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols("key value")
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	rs.add("active", yes(!p.paused.Load()))
+	rs.add("paused", yes(p.paused.Load()))
+	rs.add("suspended", "no")
+}
+
+// showLists answers SHOW LISTS.
+func (p *Pooler) showLists(rs *resultSet, pools []*pool, now time.Time, what string) {
+	rs.cols = cols("list items:i")
+	var free, used int
+	for _, pl := range pools {
+		v := pl.view(now)
+		free += v.idle + v.used
+		used += v.active + v.parked + v.tested + v.login
+	}
+	dbs := p.databaseNames(pools)
+	for _, r := range []struct {
+		k string
+		v int
+	}{{"databases", len(dbs) + 1}, {"users", len(p.userNames(pools))}, {"peers", 0}, {"pools", len(pools)}, {"peer_pools", 0},
+		{"free_clients", 0}, {"used_clients", len(p.clientList())}, {"login_clients", int(p.pending.Load())},
+		{"free_servers", 0}, {"used_servers", free + used},
+		{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0}} {
+		rs.add(r.k, r.v)
+	}
+}
+
+// showMem answers SHOW MEM.
+func (p *Pooler) showMem(rs *resultSet, pools []*pool, now time.Time, what string) {
+	// PgBouncer shows its slab caches; these are the pooler's
+	// objects of the same kinds: size of one, how many are in use.
+	rs.cols = cols("name size:i used:i free:i memtotal:i")
+	var servers int
+	for _, pl := range pools {
+		_, _, _, total := pl.counts()
+		servers += total
+	}
+	ncl := len(p.clientList())
+	rows := []struct {
+		n       string
+		size, k int
+	}{
+		{"user_cache", int(unsafe.Sizeof(secret{})), len(p.userNames(pools))},
+		{"db_cache", int(unsafe.Sizeof(dbState{})), len(p.databaseNames(pools))},
+		{"pool_cache", int(unsafe.Sizeof(pool{})), len(pools)},
+		{"server_cache", int(unsafe.Sizeof(server{})), servers},
+		{"client_cache", int(unsafe.Sizeof(client{})), ncl},
+		{"iobuf_cache", ioBufSize, servers * 3},
+	}
+	for _, r := range rows {
+		rs.add(r.n, r.size, r.k, 0, r.size*r.k)
+	}
 }
 
 // poolView is a pool's state for SHOW POOLS, LISTS and the metrics.
