@@ -245,8 +245,9 @@ func parseLSN(s string) (uint64, error) {
 // names a leader that runs as primary; every node's member key says
 // replica/streaming on the leader's timeline; exactly one node's Postgres
 // is out of recovery (the leader's); every replica's WAL receiver streams
-// that timeline; and every replica has replayed the leader's WAL up to
-// the position it had when the rest first held. It returns the leader.
+// that timeline; in synchronous mode, etcd's sync key names one of them;
+// and every replica has replayed the leader's WAL up to the position it
+// had when the rest first held. It returns the leader.
 func (c *Cluster) Converge(ctx context.Context, timeout time.Duration) (string, error) {
 	var target uint64
 	var targetLeader string
@@ -273,6 +274,11 @@ func (c *Cluster) Converge(ctx context.Context, timeout time.Duration) (string, 
 			}
 			if m.Role != cluster.RoleReplica || m.State != cluster.StateStreaming || m.Timeline != lm.Timeline {
 				return fmt.Sprintf("%s is %s/%s on timeline %d (leader %s on %d)", n.Name, m.Role, m.State, m.Timeline, v.Leader, lm.Timeline)
+			}
+		}
+		if c.Sync {
+			if v.Sync == nil || v.Sync.Leader != v.Leader || v.Sync.SyncStandby == "" {
+				return fmt.Sprintf("synchronous_mode: no synchronous standby named in etcd (sync key %+v)", v.Sync)
 			}
 		}
 		states := map[string]pgState{}

@@ -143,8 +143,9 @@ func onOff(b bool) string {
 }
 
 // TestFaultsShort is the short randomized run that `make test` includes:
-// a few faults in synchronous mode, then a few in asynchronous mode, each
-// on a fresh cluster, leaving out the kinds with a known bug.
+// FAULTS_COUNT (8) faults of one schedule, the first half in synchronous
+// mode, the second in asynchronous mode, each half on a fresh cluster,
+// leaving out the kinds with a known bug.
 func TestFaultsShort(t *testing.T) {
 	requireNetns(t)
 	if os.Getenv("FAULTS_FULL") != "" {
@@ -159,17 +160,19 @@ func TestFaultsShort(t *testing.T) {
 		kinds = append(kinds, k)
 	}
 	modes := syncModes(t, "both")
-	total := envInt(t, "FAULTS_COUNT", 8)
+	total := int(envInt(t, "FAULTS_COUNT", 8))
+	offset := 0
 	for i, sync := range modes {
 		o := baseOptions(t, "short-"+onOff(sync))
-		o.Sync, o.Kinds = sync, kinds
-		o.Faults = int(total) / len(modes)
+		o.Sync, o.Kinds, o.Offset = sync, kinds, offset
+		o.Faults = total / len(modes)
 		if i == 0 {
-			o.Faults += int(total) % len(modes)
+			o.Faults += total % len(modes)
 		}
 		if o.Faults == 0 {
 			continue
 		}
+		offset += o.Faults
 		runAndCheck(t, o)
 	}
 }

@@ -178,7 +178,7 @@ func (c *Cluster) inject(ctx context.Context, r *rand.Rand, f *Fault, netem stri
 		return nil
 	case Switchover:
 		out, err := c.pghactl(ctx, "switchover", "--force")
-		f.Detail = lastLine(out)
+		f.Detail = "pghactl: " + ctlMessage(out)
 		return err
 	}
 	return fmt.Errorf("inject: unknown kind %s", f.Kind)
@@ -260,7 +260,15 @@ func (c *Cluster) etcdMember(name string) *EtcdMember {
 	return nil
 }
 
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+// ctlMessage keeps pghactl's message lines, without its member tables.
+func ctlMessage(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || l == "Current cluster topology" || strings.HasPrefix(l, "+") || strings.HasPrefix(l, "|") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "; ")
 }

@@ -199,7 +199,9 @@ func nsPids(ns string) []int {
 	}
 	var pids []int
 	for _, f := range strings.Fields(string(out)) {
-		if p, err := strconv.Atoi(f); err == nil {
+		// This process never counts: a thread of it may be inside the
+		// namespace for a moment (Dial).
+		if p, err := strconv.Atoi(f); err == nil && p != os.Getpid() {
 			pids = append(pids, p)
 		}
 	}
@@ -239,9 +241,11 @@ func removeNamespace(ns string) error {
 }
 
 // Dial opens a TCP connection from inside the host's namespace: a new
-// goroutine locks its OS thread, enters the namespace and creates the
-// socket there; the thread is discarded afterwards (the goroutine exits
-// while locked), so no other goroutine ever runs in that namespace.
+// goroutine locks its OS thread, enters the namespace, creates and
+// connects the socket there (a socket keeps the namespace it was made
+// in), then puts the thread back in its own namespace before unlocking
+// it. The thread must not die: a process the harness started from that
+// thread would get its Pdeathsig.
 func (h *Host) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
@@ -250,13 +254,26 @@ func (h *Host) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the thread dies with this goroutine.
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, fmt.Errorf("open this thread's namespace: %w", err)}
+			return
+		}
+		defer unix.Close(orig)
 		if err := unix.Setns(h.nsFD, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{nil, fmt.Errorf("enter namespace %s: %w", h.NS, err)}
 			return
 		}
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
+		if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
+			// Cannot happen short of a kernel bug; a thread stuck in the
+			// client namespace must not run other goroutines.
+			panic(fmt.Sprintf("faults: leave namespace %s: %v", h.NS, rerr))
+		}
+		runtime.UnlockOSThread()
 		ch <- result{c, err}
 	}()
 	r := <-ch

@@ -26,7 +26,10 @@ type Options struct {
 	Scenario string
 	N        int
 	// Kinds the random schedule draws from (default AllKinds).
-	Kinds  []Kind
+	Kinds []Kind
+	// Offset skips the first Offset faults of the random schedule (the
+	// short run's second half continues the first half's schedule).
+	Offset int
 	Timing Timing
 	// Out receives report.json and the logs of every process.
 	Out string
@@ -81,12 +84,12 @@ func (o *Options) plan(r *rand.Rand) []Kind {
 		return out
 	}
 	var out []Kind
-	for len(out) < o.Faults {
+	for len(out) < o.Offset+o.Faults {
 		perm := append([]Kind(nil), o.Kinds...)
 		r.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 		out = append(out, perm...)
 	}
-	return out[:o.Faults]
+	return out[o.Offset : o.Offset+o.Faults]
 }
 
 // Run builds a cluster, runs the workload, injects and heals the planned
