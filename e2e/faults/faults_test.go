@@ -196,11 +196,20 @@ func TestFaults(t *testing.T) {
 	}
 }
 
+// skipKnownBug skips a regression test of a known bug unless
+// FAULTS_KNOWN_BUGS=1 (to watch it fail, or pass once the fix is in).
+func skipKnownBug(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("FAULTS_KNOWN_BUGS") == "" {
+		t.Skip("known bug: " + why + " (FAULTS_KNOWN_BUGS=1 runs it)")
+	}
+}
+
 // TestKnownBugDaemonDeath is the regression test for the fence keeper:
 // kill -9, then SIGSTOP, of only the primary's daemon, held for 2 x ttl;
 // the old primary must refuse writes before any other node accepts one.
 func TestKnownBugDaemonDeath(t *testing.T) {
-	t.Skip("known bug: " + knownBugs[DaemonKill] + "; remove this skip when the fence keeper is merged")
+	skipKnownBug(t, knownBugs[DaemonKill]+"; remove this skip when the fence keeper is merged")
 	requireNetns(t)
 	o := baseOptions(t, "daemon-death")
 	o.Scenario, o.N, o.Sync = string(DaemonKill)+","+string(DaemonStop), 2, false
