@@ -141,3 +141,58 @@ func TestPlanCoversEveryKindBeforeRepeating(t *testing.T) {
 		}
 	}
 }
+
+// TestAnalyze: lost writes and handovers land in the fault whose window
+// holds them, and only real problems become violations.
+func TestAnalyze(t *testing.T) {
+	faults := []Fault{
+		{Seq: 1, Kind: NodeKill, Target: "n1", Injected: ms(1000), Healed: ms(5000), Converged: ms(8000)},
+		{Seq: 2, Kind: Switchover, Target: "n2", Injected: ms(9000), Healed: ms(9000), Converged: ms(10000)},
+	}
+	acks := []Ack{
+		{ID: 1, Client: "pooler-n2", At: ms(500), TL: 1, LSN: 100},
+		{ID: 2, Client: "pooler-n2", At: ms(990), TL: 1, LSN: 200}, // lost: acked before the kill, never replicated
+		{ID: 3, Client: "pooler-n3", At: ms(7000), TL: 2, LSN: 300},
+		{ID: 4, Client: "multihost", At: ms(9500), TL: 3, LSN: 400},
+	}
+	samples := []Sample{ok("n1", 1, 0, 5), ok("n1", 1, 900, 905), ok("n2", 2, 6500, 6505), ok("n3", 3, 9400, 9405)}
+	final := Final{Leader: "n3", Digests: map[string]Digest{"n3/acked": {3, "x"}, "n2/acked": {3, "x"}}, ids: map[int64]bool{1: true, 3: true, 4: true}}
+	timing := Timing{TTL: 6 * time.Second, LoopWait: time.Second}
+
+	for _, sync := range []bool{false, true} {
+		rep := &Report{Sync: sync, Started: ms(0), Ended: ms(11000), Faults: faults}
+		rep.analyze(acks, samples, map[string]ClientStats{}, final, nil, timing)
+		if rep.Lost != 1 || rep.Results[0].Lost != 1 || rep.Results[1].Lost != 0 {
+			t.Fatalf("sync %v: lost %d (per fault %d, %d), want 1 in fault 1", sync, rep.Lost, rep.Results[0].Lost, rep.Results[1].Lost)
+		}
+		if got := len(rep.Violations); (sync && got != 1) || (!sync && got != 0) {
+			t.Fatalf("sync %v: violations %q", sync, rep.Violations)
+		}
+		if m := rep.Results[0].MarginS; m == nil || *m < 5.5 || *m > 5.7 {
+			t.Fatalf("fault 1 margin %v, want 5.595s (n1's last write 0.905s, n2's first 6.5s)", m)
+		}
+		if rep.Results[1].MarginS == nil {
+			t.Fatalf("fault 2 has no handover")
+		}
+		// Unavailability of fault 1: no pooler ack between 1.0s and 7.0s.
+		if u := rep.Results[0].UnavailableS; u < 5.99 || u > 6.01 {
+			t.Fatalf("fault 1 unavailable %.3fs, want 6s", u)
+		}
+	}
+
+	// An old primary that keeps taking writes after the new one did.
+	rep := &Report{Started: ms(0), Ended: ms(11000), Faults: faults}
+	split := append(samples, ok("n1", 1, 7000, 7004))
+	rep.analyze(acks, split, map[string]ClientStats{}, final, nil, timing)
+	if rep.Results[0].Overlaps != 1 || len(rep.Violations) != 1 {
+		t.Fatalf("overlaps %d, violations %q; want one overlap in fault 1", rep.Results[0].Overlaps, rep.Violations)
+	}
+
+	// A replica whose table differs from the primary's.
+	rep = &Report{Started: ms(0), Ended: ms(11000), Faults: faults}
+	bad := Final{Leader: "n3", Digests: map[string]Digest{"n3/acked": {3, "x"}, "n2/acked": {2, "y"}}, ids: final.ids}
+	rep.analyze(acks, samples, map[string]ClientStats{}, bad, nil, timing)
+	if len(rep.Violations) != 1 {
+		t.Fatalf("violations %q, want the differing table", rep.Violations)
+	}
+}

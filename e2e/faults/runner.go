@@ -49,7 +49,7 @@ func (o *Options) defaults() error {
 		o.Timing = Timing{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second}
 	}
 	if o.ConvergeTimeout == 0 {
-		o.ConvergeTimeout = 2 * time.Minute
+		o.ConvergeTimeout = 90 * time.Second
 	}
 	if o.Scenario != "random" {
 		for _, name := range strings.Split(o.Scenario, ",") {
