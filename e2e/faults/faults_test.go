@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -113,7 +115,9 @@ func syncModes(t *testing.T, def string) []bool {
 // runAndCheck runs o, logs the report and fails the test on any violation.
 func runAndCheck(t *testing.T, o Options) *Report {
 	t.Helper()
-	ctx := t.Context()
+	// Ctrl-C (or SIGTERM) ends the run cleanly: heal, report, tear down.
+	ctx, stop := signal.NotifyContext(t.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if dl, ok := t.Deadline(); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-time.Minute))
