@@ -49,7 +49,7 @@ type FaultResult struct {
 	Overlaps       int      `json:"overlaps"`
 	MaxWindowS     float64  `json:"max_overlap_window_s,omitempty"`
 	Ambiguous      int      `json:"ambiguous_handovers,omitempty"`
-	MarginS        *float64 `json:"min_margin_s,omitempty"` // over the window's clean handovers
+	MarginS        *float64 `json:"min_margin_s,omitempty"` // over the window's handovers; negative when they overlap
 	Violations     []string `json:"violations,omitempty"`
 	windowStart    time.Time
 	unavailable    time.Duration
@@ -183,6 +183,12 @@ func (rep *Report) analyze(acks []Ack, samples []Sample, stats map[string]Client
 			}
 			continue
 		}
+		if r.margin == nil || h.Margin < *r.margin {
+			m := h.Margin
+			r.margin = &m
+			s := m.Seconds()
+			r.MarginS = &s
+		}
 		switch {
 		case h.Overlap:
 			r.Overlaps++
@@ -193,13 +199,6 @@ func (rep *Report) analyze(acks []Ack, samples []Sample, stats map[string]Client
 			r.Ambiguous++
 			if r.Kind == DaemonKill || r.Kind == DaemonStop {
 				r.Violations = append(r.Violations, fmt.Sprintf("%s's last accepted write and %s's first overlap in time (order unknown, margin %.3fs)", h.From, h.To, h.Margin.Seconds()))
-			}
-		default:
-			if r.margin == nil || h.Margin < *r.margin {
-				m := h.Margin
-				r.margin = &m
-				s := m.Seconds()
-				r.MarginS = &s
 			}
 		}
 	}
