@@ -182,7 +182,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	stop()
 	rep.Ended = time.Now()
 	acks, samples, stats := wl.Snapshot()
-	final, ferr := c.finalState(ctx, o.ConvergeTimeout)
+	fctx := ctx
+	if ctx.Err() != nil { // interrupted: still look at what is there, briefly
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 40*time.Second)
+		defer cancel()
+	}
+	final, ferr := c.finalState(fctx, o.ConvergeTimeout)
 	rep.analyze(acks, samples, stats, final, ferr, o.Timing)
 	if runErr != nil {
 		rep.Violations = append(rep.Violations, "run stopped early: "+runErr.Error())
@@ -232,7 +238,7 @@ func (c *Cluster) runFault(ctx context.Context, r *rand.Rand, o *Options, f *Fau
 		}
 		f.Target, f.Role = m.Name, "etcd leader"
 	case NetDegrade:
-		f.Target = "all"
+		f.Target, f.Role = "all", "network"
 	}
 	f.Hold = planHold(r, f.Kind, o.Timing.TTL)
 	if scenario && (f.Kind == DaemonKill || f.Kind == DaemonStop) {
