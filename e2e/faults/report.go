@@ -43,7 +43,7 @@ type FaultResult struct {
 	Fault
 	HoldS          float64  `json:"hold_s"`
 	UnavailableS   float64  `json:"unavailable_s"` // longest gap without an ack through any pooler, injection to convergence
-	ConvergeS      float64  `json:"converge_s"`    // heal to convergence
+	ConvergeS      float64  `json:"converge_s"`    // heal to convergence (with the reinit when one was needed)
 	Lost           int      `json:"lost_acked_writes"`
 	LostSpanBytes  uint64   `json:"lost_wal_span_bytes,omitempty"`
 	Overlaps       int      `json:"overlaps"`
@@ -106,7 +106,7 @@ func (rep *Report) analyze(acks []Ack, samples []Sample, stats map[string]Client
 		}
 		fr.unavailable = LongestGap(poolerAcks, f.Injected, end)
 		fr.UnavailableS = fr.unavailable.Seconds()
-		if !f.Converged.IsZero() && f.Error == "" {
+		if f.Converged.After(f.Healed) { // also when it took a reinit, or never came (the bound)
 			fr.convergeTime = f.Converged.Sub(f.Healed)
 			fr.ConvergeS = fr.convergeTime.Seconds()
 		}
