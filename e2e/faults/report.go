@@ -42,8 +42,10 @@ type Report struct {
 type FaultResult struct {
 	Fault
 	HoldS          float64  `json:"hold_s"`
-	UnavailableS   float64  `json:"unavailable_s"` // longest gap without an ack through any pooler, injection to convergence
-	ConvergeS      float64  `json:"converge_s"`    // heal to convergence (with the reinit when one was needed)
+	UnavailableS   float64  `json:"unavailable_s"`      // longest gap without an ack through any pooler, injection to convergence
+	WorstPoolerS   float64  `json:"worst_pooler_gap_s"` // the same for the one pooler that waited longest
+	WorstPooler    string   `json:"worst_pooler"`
+	ConvergeS      float64  `json:"converge_s"` // heal to convergence (with the reinit when one was needed)
 	Lost           int      `json:"lost_acked_writes"`
 	LostSpanBytes  uint64   `json:"lost_wal_span_bytes,omitempty"`
 	Overlaps       int      `json:"overlaps"`
@@ -91,9 +93,11 @@ func (rep *Report) analyze(acks []Ack, samples []Sample, stats map[string]Client
 	rep.Clients, rep.Final, rep.Acked = stats, final, len(acks)
 	sort.Slice(acks, func(i, j int) bool { return acks[i].At.Before(acks[j].At) })
 	var poolerAcks []time.Time
+	perPooler := map[string][]time.Time{}
 	for _, a := range acks {
 		if strings.HasPrefix(a.Client, "pooler-") {
 			poolerAcks = append(poolerAcks, a.At)
+			perPooler[a.Client] = append(perPooler[a.Client], a.At)
 		}
 	}
 	// Windows: fault i owns (converged of fault i-1, converged of fault i].
@@ -106,6 +110,11 @@ func (rep *Report) analyze(acks []Ack, samples []Sample, stats map[string]Client
 		}
 		fr.unavailable = LongestGap(poolerAcks, f.Injected, end)
 		fr.UnavailableS = fr.unavailable.Seconds()
+		for client, times := range perPooler {
+			if g := LongestGap(times, f.Injected, end).Seconds(); g > fr.WorstPoolerS {
+				fr.WorstPoolerS, fr.WorstPooler = g, client
+			}
+		}
 		if f.Converged.After(f.Healed) { // also when it took a reinit, or never came (the bound)
 			fr.convergeTime = f.Converged.Sub(f.Healed)
 			fr.ConvergeS = fr.convergeTime.Seconds()
@@ -306,8 +315,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 		if r.MarginS != nil {
 			margin = fmt.Sprintf(", margin %.2fs", *r.MarginS)
 		}
-		fmt.Fprintf(w, "  %2d %-19s %-3s %-8s hold %5.1fs  %s->%s  unavailable %5.2fs  converged %5.1fs  lost %d  overlaps %d%s%s\n",
-			r.Seq, r.Kind, r.Target, r.Role, r.HoldS, r.Leader, r.NewLeader, r.UnavailableS, r.ConvergeS, r.Lost, r.Overlaps, margin, prefixed("  ", r.Detail))
+		fmt.Fprintf(w, "  %2d %-19s %-3s %-8s hold %5.1fs  %s->%s  unavailable %5.2fs (%s alone %5.2fs)  converged %5.1fs  lost %d  overlaps %d%s%s\n",
+			r.Seq, r.Kind, r.Target, r.Role, r.HoldS, r.Leader, r.NewLeader, r.UnavailableS, r.WorstPooler, r.WorstPoolerS,
+			r.ConvergeS, r.Lost, r.Overlaps, margin, prefixed("  ", r.Detail))
 	}
 	fmt.Fprintf(w, "\nclients:")
 	var names []string
