@@ -30,38 +30,9 @@ import (
 func TestKnownBugReplicaAheadOfNewPrimary(t *testing.T) {
 	skipKnownBug(t, "a running replica ahead of the new primary's fork point is never rewound (leader/decide.go decideFollower returns Nothing once it follows the leader)")
 	requireNetns(t)
-	Sweep()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("/tmp", "pgha-faults-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "bin")
-	if err := buildBinaries(ctx, bin); err != nil {
-		t.Fatal(err)
-	}
-	timing := Timing{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second}
-	c, err := StartCluster(ctx, ClusterOptions{Dir: dir, Bin: bin, Timing: timing, Logf: t.Logf})
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range c.Nodes {
-				if b, err := os.ReadFile(n.logPath); err == nil {
-					t.Logf("%s log (tail):\n%s", n.Name, tail(string(b), 3000))
-				}
-			}
-		}
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startTestCluster(ctx, t)
 	v, err := c.View(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -145,4 +116,91 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// startTestCluster builds the binaries and an asynchronous cluster for a
+// regression test; it is torn down (with the daemons' log tails when the
+// test failed) in t.Cleanup.
+func startTestCluster(ctx context.Context, t *testing.T) *Cluster {
+	t.Helper()
+	Sweep()
+	dir, err := os.MkdirTemp("/tmp", "pgha-faults-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := buildBinaries(ctx, bin); err != nil {
+		t.Fatal(err)
+	}
+	timing := Timing{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second}
+	c, err := StartCluster(ctx, ClusterOptions{Dir: dir, Bin: bin, Timing: timing, Logf: t.Logf})
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range c.Nodes {
+				if b, err := os.ReadFile(n.logPath); err == nil {
+					t.Logf("%s log (tail):\n%s", n.Name, tail(string(b), 3000))
+				}
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestKnownBugEtcdMemberIsolation: with three etcd members, isolating any
+// one of them must not cost the primary its lease. Today, when the member
+// the primary's daemon talks to is black-holed, its lease keepalive times
+// out (the etcd client keeps using the dead connection: no gRPC keepalive
+// is configured, internal/daemon/daemon.go), the daemon fences (stops
+// Postgres), restarts it a few seconds later, and can fence again after
+// the member is back. The fault suite saw 3.6 s median and 7.8 s max
+// without writes (seed 3001, faults 14 and 42).
+func TestKnownBugEtcdMemberIsolation(t *testing.T) {
+	skipKnownBug(t, "isolating the one etcd member (of three) the primary's daemon uses fences the primary (no gRPC keepalive on the daemon's etcd client)")
+	requireNetns(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	c := startTestCluster(ctx, t)
+	v, err := c.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Node(v.Leader)
+	pid := p.PostmasterPid()
+	for _, m := range c.Etcd {
+		var others []string
+		for _, h := range c.Net.Hosts {
+			if h != m.Host {
+				others = append(others, h.IP)
+			}
+		}
+		if err := m.Host.Block(others); err != nil {
+			t.Fatal(err)
+		}
+		select { // the isolation lasts two ttls
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(2 * c.Timing.TTL):
+		}
+		if err := m.Host.Unblock(); err != nil {
+			t.Fatal(err)
+		}
+		lead, err := c.Converge(ctx, 90*time.Second)
+		if err != nil {
+			t.Fatalf("after isolating etcd member %s: %v", m.Name, err)
+		}
+		if now := p.PostmasterPid(); lead != p.Name || now != pid {
+			t.Errorf("isolating etcd member %s (one of three) cost %s its writes: leader now %s, postmaster pid %d (was %d)", m.Name, p.Name, lead, now, pid)
+			pid = now
+		}
+	}
 }
