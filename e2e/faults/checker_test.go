@@ -161,7 +161,7 @@ func TestAnalyze(t *testing.T) {
 
 	for _, sync := range []bool{false, true} {
 		rep := &Report{Sync: sync, Started: ms(0), Ended: ms(11000), Faults: faults}
-		rep.analyze(acks, samples, map[string]ClientStats{}, final, nil, timing)
+		rep.analyze(Recorded{Acks: acks, Samples: samples}, final, nil, timing)
 		if rep.Lost != 1 || rep.Results[0].Lost != 1 || rep.Results[1].Lost != 0 {
 			t.Fatalf("sync %v: lost %d (per fault %d, %d), want 1 in fault 1", sync, rep.Lost, rep.Results[0].Lost, rep.Results[1].Lost)
 		}
@@ -183,16 +183,62 @@ func TestAnalyze(t *testing.T) {
 	// An old primary that keeps taking writes after the new one did.
 	rep := &Report{Started: ms(0), Ended: ms(11000), Faults: faults}
 	split := append(samples, ok("n1", 1, 7000, 7004))
-	rep.analyze(acks, split, map[string]ClientStats{}, final, nil, timing)
+	rep.analyze(Recorded{Acks: acks, Samples: split}, final, nil, timing)
 	if rep.Results[0].Overlaps != 1 || len(rep.Violations) != 1 {
 		t.Fatalf("overlaps %d, violations %q; want one overlap in fault 1", rep.Results[0].Overlaps, rep.Violations)
+	}
+
+	// The old primary keeps writing after its key was seen gone.
+	rep = &Report{Started: ms(0), Ended: ms(11000), Faults: faults}
+	keys := []KeyEvent{{At: ms(0), Holder: "n1"}, {At: ms(6000), Holder: ""}, {At: ms(6400), Holder: "n2"}}
+	late := append(append([]Sample(nil), samples...), ok("n1", 1, 6100, 6104))
+	rep.analyze(Recorded{Acks: acks, Samples: late, Keys: keys}, final, nil, timing)
+	if rep.Results[0].StaleWrites != 1 || len(rep.Violations) != 1 || rep.Kinds[0].StaleWrites != 1 {
+		t.Fatalf("stale writes %d, violations %q; want one in fault 1", rep.Results[0].StaleWrites, rep.Violations)
 	}
 
 	// A replica whose table differs from the primary's.
 	rep = &Report{Started: ms(0), Ended: ms(11000), Faults: faults}
 	bad := Final{Leader: "n3", Digests: map[string]Digest{"n3/acked": {3, "x"}, "n2/acked": {2, "y"}}, ids: final.ids}
-	rep.analyze(acks, samples, map[string]ClientStats{}, bad, nil, timing)
+	rep.analyze(Recorded{Acks: acks, Samples: samples}, bad, nil, timing)
 	if len(rep.Violations) != 1 {
 		t.Fatalf("violations %q, want the differing table", rep.Violations)
+	}
+}
+
+func TestStaleWrites(t *testing.T) {
+	keys := []KeyEvent{{At: ms(0), Holder: "n1"}, {At: ms(6000), Holder: ""}, {At: ms(6100), Holder: "n2"},
+		{At: ms(20000), Holder: ""}, {At: ms(20050), Holder: "n1"}}
+	tests := []struct {
+		name    string
+		samples []Sample
+		want    []time.Duration // After of each stale write
+	}{
+		{"fenced in time", []Sample{ok("n1", 1, 100, 105), ok("n1", 1, 5000, 5004), ok("n2", 2, 6300, 6304)}, nil},
+		{"old primary writes after its key expired",
+			[]Sample{ok("n1", 1, 100, 105), ok("n1", 1, 6200, 6204), ok("n1", 1, 9000, 9003)},
+			[]time.Duration{200 * time.Millisecond, 3000 * time.Millisecond}},
+		{"a write sent before the loss was seen is not proven stale",
+			[]Sample{ok("n1", 1, 100, 105), ok("n1", 1, 5990, 6010)}, nil},
+		{"promoted again on a new timeline: not stale",
+			[]Sample{ok("n1", 1, 100, 105), ok("n1", 3, 20100, 20104)}, nil},
+		{"a new grant seen late (within a second of the write): not stale",
+			[]Sample{ok("n1", 1, 100, 105), ok("n1", 1, 20020, 20025)}, nil},
+		{"writable without the key long before taking it again",
+			[]Sample{ok("n1", 1, 100, 105), ok("n1", 1, 15000, 15004), ok("n1", 1, 20020, 20025)},
+			[]time.Duration{9000 * time.Millisecond}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := StaleWrites(tt.samples, keys)
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want %d stale writes", got, len(tt.want))
+			}
+			for i, sw := range got {
+				if sw.After != tt.want[i] {
+					t.Fatalf("stale write %d: after %s, want %s", i, sw.After, tt.want[i])
+				}
+			}
+		})
 	}
 }

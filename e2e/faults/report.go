@@ -29,6 +29,7 @@ type Report struct {
 	Results    []FaultResult          `json:"faults"`
 	Kinds      []KindSummary          `json:"kinds"`
 	Handovers  []HandoverJSON         `json:"handovers"`
+	LeaderKey  []KeyEvent             `json:"leader_key"`
 	Clients    map[string]ClientStats `json:"clients"`
 	Acked      int                    `json:"acked_writes"`
 	Lost       int                    `json:"lost_acked_writes"`
@@ -51,6 +52,8 @@ type FaultResult struct {
 	Overlaps       int      `json:"overlaps"`
 	MaxWindowS     float64  `json:"max_overlap_window_s,omitempty"`
 	Ambiguous      int      `json:"ambiguous_handovers,omitempty"`
+	StaleWrites    int      `json:"writes_after_key_lost"`
+	MaxStaleS      float64  `json:"max_write_after_key_lost_s,omitempty"`
 	MarginS        *float64 `json:"min_margin_s,omitempty"` // over the window's handovers; negative when they overlap
 	Violations     []string `json:"violations,omitempty"`
 	windowStart    time.Time
@@ -58,6 +61,7 @@ type FaultResult struct {
 	convergeTime   time.Duration
 	margin         *time.Duration
 	maxOverlapTime time.Duration
+	maxStale       time.Duration
 }
 
 // KindSummary aggregates the faults of one kind.
@@ -69,6 +73,7 @@ type KindSummary struct {
 	Lost            int      `json:"lost_acked_writes"`
 	Overlaps        int      `json:"overlaps"`
 	MaxWindowS      float64  `json:"max_overlap_window_s"`
+	StaleWrites     int      `json:"writes_after_key_lost"`
 	ConvergeMedianS float64  `json:"converge_median_s"`
 	ConvergeMaxS    float64  `json:"converge_max_s"`
 	MinMarginS      *float64 `json:"min_margin_s,omitempty"`
@@ -89,8 +94,9 @@ type HandoverJSON struct {
 }
 
 // analyze runs the checker over what the run recorded.
-func (rep *Report) analyze(acks []Ack, samples []Sample, stats map[string]ClientStats, final Final, finalErr error, t Timing) {
-	rep.Clients, rep.Final, rep.Acked = stats, final, len(acks)
+func (rep *Report) analyze(rec Recorded, final Final, finalErr error, t Timing) {
+	acks, samples := rec.Acks, rec.Samples
+	rep.Clients, rep.Final, rep.Acked, rep.LeaderKey = rec.Stats, final, len(acks), rec.Keys
 	sort.Slice(acks, func(i, j int) bool { return acks[i].At.Before(acks[j].At) })
 	var poolerAcks []time.Time
 	perPooler := map[string][]time.Time{}
@@ -211,6 +217,39 @@ func (rep *Report) analyze(acks []Ack, samples []Sample, stats map[string]Client
 			}
 		}
 	}
+	// (b') writes a node took after it had lost the leader key.
+	type group struct {
+		r    *FaultResult
+		node string
+		tl   int64
+	}
+	stale := map[group][]StaleWrite{}
+	var order []group
+	for _, sw := range StaleWrites(samples, rec.Keys) {
+		g := group{owner(sw.Sample.Start), sw.Node, sw.TL}
+		if _, ok := stale[g]; !ok {
+			order = append(order, g)
+		}
+		stale[g] = append(stale[g], sw)
+	}
+	for _, g := range order {
+		ws := stale[g]
+		last := ws[0]
+		for _, w := range ws {
+			if w.After > last.After {
+				last = w
+			}
+		}
+		what := fmt.Sprintf("%d writes accepted after the node lost the leader key; the last: %s", len(ws), last)
+		if g.r == nil {
+			rep.Violations = append(rep.Violations, "outside any fault's window: "+what)
+			continue
+		}
+		g.r.StaleWrites += len(ws)
+		g.r.maxStale = max(g.r.maxStale, last.After)
+		g.r.MaxStaleS = g.r.maxStale.Seconds()
+		g.r.Violations = append(g.r.Violations, what)
+	}
 	rep.summarize()
 }
 
@@ -241,6 +280,7 @@ func (rep *Report) summarize() {
 			}
 			s.Lost += r.Lost
 			s.Overlaps += r.Overlaps
+			s.StaleWrites += r.StaleWrites
 			win = max(win, r.maxOverlapTime)
 			s.Violations += len(r.Violations)
 			if r.margin != nil && (minMargin == nil || *r.margin < *minMargin) {
@@ -299,14 +339,14 @@ func (rep *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "net-degrade: delay skipped (%s); loss applied with nft\n", rep.NoNetem)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kind\tcount\tunavail med\tunavail max\tlost acked\toverlaps\tmax window\tconverge med\tconverge max\tmin margin\tviolations\t")
+	fmt.Fprintln(tw, "kind\tcount\tunavail med\tunavail max\tlost acked\toverlaps\tmax window\tafter key lost\tconverge med\tconverge max\tmin margin\tviolations\t")
 	for _, k := range rep.Kinds {
 		margin := "-"
 		if k.MinMarginS != nil {
 			margin = fmt.Sprintf("%.2fs", *k.MinMarginS)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%d\t%d\t%.2fs\t%.1fs\t%.1fs\t%s\t%d\t\n", k.Kind, k.Count, k.UnavailMedianS, k.UnavailMaxS,
-			k.Lost, k.Overlaps, k.MaxWindowS, k.ConvergeMedianS, k.ConvergeMaxS, margin, k.Violations)
+		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.2fs\t%d\t%d\t%.2fs\t%d\t%.1fs\t%.1fs\t%s\t%d\t\n", k.Kind, k.Count, k.UnavailMedianS, k.UnavailMaxS,
+			k.Lost, k.Overlaps, k.MaxWindowS, k.StaleWrites, k.ConvergeMedianS, k.ConvergeMaxS, margin, k.Violations)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nfaults:")

@@ -181,7 +181,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	stop()
 	rep.Ended = time.Now()
-	acks, samples, stats := wl.Snapshot()
+	rec := wl.Snapshot()
 	fctx := ctx
 	if ctx.Err() != nil { // interrupted: still look at what is there, briefly
 		var cancel context.CancelFunc
@@ -189,7 +189,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer cancel()
 	}
 	final, ferr := c.finalState(fctx, o.ConvergeTimeout)
-	rep.analyze(acks, samples, stats, final, ferr, o.Timing)
+	rep.analyze(rec, final, ferr, o.Timing)
 	if runErr != nil {
 		rep.Violations = append(rep.Violations, "run stopped early: "+runErr.Error())
 	}

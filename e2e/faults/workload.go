@@ -44,7 +44,7 @@ type ClientStats struct {
 	Failed   int64 `json:"failed"` // errors, including unknown outcomes
 }
 
-// Workload is the writers and the sampler.
+// Workload is the writers, the sampler, and a watch on the leader key.
 type Workload struct {
 	c *Cluster
 
@@ -56,6 +56,7 @@ type Workload struct {
 	mu      sync.Mutex
 	acks    []Ack
 	samples []Sample
+	keys    []KeyEvent
 	stats   map[string]*ClientStats
 }
 
@@ -87,6 +88,7 @@ func (w *Workload) Run(ctx context.Context) error {
 	multi := "postgres://" + superUser + ":" + superPass + "@" + strings.Join(hosts, ",") +
 		"/postgres?sslmode=disable&connect_timeout=2&target_session_attrs=read-write"
 	g.Go(func() error { w.writer(gctx, multiHostClient, multi); return nil })
+	g.Go(func() error { w.watchLeaderKey(gctx); return nil })
 	return g.Wait()
 }
 
@@ -244,15 +246,24 @@ func walTimeline(wal string) int64 {
 	return tl
 }
 
+// Recorded is what the workload saw.
+type Recorded struct {
+	Acks    []Ack
+	Samples []Sample
+	Keys    []KeyEvent
+	Stats   map[string]ClientStats
+}
+
 // Snapshot copies what was recorded so far.
-func (w *Workload) Snapshot() ([]Ack, []Sample, map[string]ClientStats) {
+func (w *Workload) Snapshot() Recorded {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := make(map[string]ClientStats, len(w.stats))
 	for k, v := range w.stats {
 		st[k] = *v
 	}
-	return append([]Ack(nil), w.acks...), append([]Sample(nil), w.samples...), st
+	return Recorded{Acks: append([]Ack(nil), w.acks...), Samples: append([]Sample(nil), w.samples...),
+		Keys: append([]KeyEvent(nil), w.keys...), Stats: st}
 }
 
 // AckedSince reports whether every pooler client had an ack after t.
