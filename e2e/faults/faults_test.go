@@ -60,12 +60,18 @@ func requireNetns(t *testing.T) {
 	}
 }
 
-// baseOptions reads the settings every test shares.
-func baseOptions(t *testing.T, name string) Options {
+// testSeed is FAULTS_SEED, or one drawn from the clock (printed in every
+// report, so the run can be replayed).
+func testSeed(t *testing.T) int64 {
 	seed := envInt(t, "FAULTS_SEED", 0)
 	if seed == 0 {
 		seed = time.Now().UnixNano()%1_000_000 + 1
 	}
+	return seed
+}
+
+// baseOptions reads the settings every test shares.
+func baseOptions(t *testing.T, name string, seed int64) Options {
 	ttl, err := time.ParseDuration(envOr("FAULTS_TTL", "6s"))
 	if err != nil || ttl < 5*time.Second {
 		t.Fatalf("FAULTS_TTL=%q: want a duration of at least 5s (ttl >= loop_wait 1s + 2 x retry_timeout 2s)", os.Getenv("FAULTS_TTL"))
@@ -201,8 +207,9 @@ func TestFaultsShort(t *testing.T) {
 	modes := syncModes(t, "both")
 	total := int(envInt(t, "FAULTS_COUNT", 8))
 	offset := 0
+	seed := testSeed(t)
 	for i, sync := range modes {
-		o := baseOptions(t, "short-"+onOff(sync))
+		o := baseOptions(t, "short-"+onOff(sync), seed)
 		o.Sync, o.Kinds, o.Offset = sync, kinds, offset
 		o.Faults = total / len(modes)
 		if i == 0 {
@@ -225,8 +232,9 @@ func TestFaults(t *testing.T) {
 		t.Skip("SKIPPED: the long fault run needs FAULTS_FULL=1 (make faults)")
 	}
 	requireNetns(t)
+	seed := testSeed(t)
 	for _, sync := range syncModes(t, "both") {
-		o := baseOptions(t, envOr("FAULTS_SCENARIO", "random")+"-"+onOff(sync))
+		o := baseOptions(t, envOr("FAULTS_SCENARIO", "random")+"-"+onOff(sync), seed)
 		o.Sync = sync
 		o.Scenario = envOr("FAULTS_SCENARIO", "random")
 		o.Faults = int(envInt(t, "FAULTS_COUNT", 50))
@@ -250,7 +258,7 @@ func skipKnownBug(t *testing.T, why string) {
 func TestKnownBugDaemonDeath(t *testing.T) {
 	skipKnownBug(t, knownBugs[DaemonKill]+"; remove this skip when the fence keeper is merged")
 	requireNetns(t)
-	o := baseOptions(t, "daemon-death")
+	o := baseOptions(t, "daemon-death", testSeed(t))
 	o.Scenario, o.N, o.Sync = string(DaemonKill)+","+string(DaemonStop), 2, false
 	runAndCheck(t, o)
 }
