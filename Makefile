@@ -3,7 +3,7 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 DEMO_DIR ?= $(shell mktemp -d -t pgha-demo.XXXXXX)
 
-.PHONY: all build deps test check demo bench lint ci clean compose-test images
+.PHONY: all build deps test check demo bench lint ci clean compose-test images faults
 
 all: build
 
@@ -38,6 +38,20 @@ compose-test: deps
 images: deps build
 	@bash scripts/docker-base-image.sh
 	docker-compose build
+
+# The long fault suite (e2e/faults; needs root): FAULTS faults of a random
+# schedule from SEED (0: from the clock), in synchronous then asynchronous
+# mode (SYNC=on|off|both), or a named scenario N times
+# (SCENARIO=daemon-kill N=20). Reports and logs go to faults-out/.
+FAULTS   ?= 50
+SEED     ?= 0
+SYNC     ?= both
+SCENARIO ?= random
+N        ?= 20
+faults: deps
+	FAULTS_FULL=1 FAULTS_COUNT=$(FAULTS) FAULTS_SEED=$(SEED) FAULTS_SYNC=$(SYNC) FAULTS_SCENARIO=$(SCENARIO) \
+	FAULTS_N=$(N) FAULTS_OUT=$(CURDIR)/faults-out \
+	$(GO) test -count=1 -v -timeout 6h -run '^TestFaults$$' ./e2e/faults/
 
 demo: deps build
 	./bin/pgha demo --dir $(DEMO_DIR)

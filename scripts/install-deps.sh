@@ -16,6 +16,10 @@ have_bin haproxy /usr/sbin/haproxy || need+=(haproxy)
 have_bin pgbouncer /usr/sbin/pgbouncer || need+=(pgbouncer)
 have_bin prometheus-pgbouncer-exporter /usr/bin/prometheus-pgbouncer-exporter || need+=(prometheus-pgbouncer-exporter)
 have_bin ip /usr/sbin/ip || need+=(iproute2)
+# The fault suite (e2e/faults): partitions with nft; tc (iproute2) for
+# netem delay and loss where the kernel has sch_netem.
+have_bin nft /usr/sbin/nft || need+=(nftables)
+have_bin tc /usr/sbin/tc || need+=(iproute2)
 have_bin runuser /usr/sbin/runuser || need+=(util-linux)
 have_bin make /usr/bin/make || need+=(make)
 have_bin debootstrap /usr/sbin/debootstrap || need+=(debootstrap)
