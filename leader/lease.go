@@ -177,13 +177,19 @@ func (l *Lease) grant(ctx context.Context) error {
 func (l *Lease) keepAlive(ctx context.Context) {
 	st := l.State()
 	every := st.TTL / 3
-	retry := min(every, 500*time.Millisecond)
+	// A renewal that is not answered soon will not be: a member that lost
+	// its etcd leader holds requests until an election ends and then
+	// drops them. So each attempt is short, asks members to refuse at
+	// once while they have no leader, and a failed one is retried quickly:
+	// the first attempt after a new etcd leader is elected renews.
+	attempt := min(every, time.Second)
+	retry := min(every, 200*time.Millisecond)
 	wait := every
 	for {
 		if !sleepCtx(ctx, wait) {
 			return
 		}
-		kctx, cancel := context.WithTimeout(ctx, every)
+		kctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), attempt)
 		sent := time.Now()
 		resp, err := l.keepAliveOnce(kctx, st.ID)
 		cancel()

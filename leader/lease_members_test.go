@@ -67,3 +67,65 @@ func TestLeaseSurvivesSilentMember(t *testing.T) {
 		t.Fatalf("the last acknowledged keepalive was %s old (bound %s): renewals waited for the silent member", worst, bound)
 	}
 }
+
+// TestLeaseSurvivesEtcdLeaderLoss: the etcd leader itself goes silent;
+// the others elect a new one within a second or two, and the lease must
+// be renewed soon after, well within the write margin.
+func TestLeaseSurvivesEtcdLeaderLoss(t *testing.T) {
+	ec := pgtest.StartEtcdBinaryCluster(t, 3)
+	e := config.Etcd{Endpoints: ec.Endpoints(), DialTimeout: config.Duration(2 * time.Second)}
+	cli, err := NewClient(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	members, err := NewMemberClients(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range members {
+			c.Close()
+		}
+	}()
+	ttl := 6 * time.Second
+	l := NewLease(cli, ttl, pgtest.Logger(t))
+	l.SetMemberClients(members)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(30 * time.Second); l.State().ID == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no lease granted")
+		}
+	}
+	// Find the etcd leader and freeze it.
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	var leaderIdx = -1
+	for i, m := range ec.Members {
+		st, err := cli.Status(sctx, m.ClientURL)
+		if err == nil && st.Header.MemberId == st.Leader {
+			leaderIdx = i
+		}
+	}
+	scancel()
+	if leaderIdx < 0 {
+		t.Fatal("no etcd leader found")
+	}
+	ec.Members[leaderIdx].Freeze()
+	defer ec.Members[leaderIdx].Thaw()
+	first := l.State().ID
+	worst := time.Duration(0)
+	for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		st := l.State()
+		if st.ID != first {
+			t.Fatalf("the lease was lost (now %x) while the etcd leader was silent", int64(st.ID))
+		}
+		worst = max(worst, time.Since(st.AckedSentAt))
+	}
+	t.Logf("oldest acknowledged keepalive while etcd elected a new leader: %s (write margin ends at %s)", worst.Round(time.Millisecond), ttl-margin(ttl))
+	if worst >= ttl-margin(ttl) {
+		t.Fatalf("the last acknowledged keepalive was %s old: a leader would have fenced itself", worst)
+	}
+}

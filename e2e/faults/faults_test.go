@@ -15,14 +15,11 @@ import (
 	"time"
 )
 
-// knownBugs are fault kinds that find a known bug today. The short run
-// (part of `make test`) leaves them out so that it stays green until the
-// fix is merged; `make faults` and TestKnownBugDaemonDeath still run
-// them. Remove an entry when its fix lands.
-var knownBugs = map[Kind]string{
-	DaemonKill: "kill -9 of the primary's daemon leaves its Postgres writable after the lease expired and a replica was promoted (nothing outside the daemon fences it yet)",
-	DaemonStop: "SIGSTOP of the primary's daemon for longer than ttl leaves its Postgres writable after a replica was promoted (nothing outside the daemon fences it yet)",
-}
+// knownBugs are fault kinds that find a known bug today, with the bug.
+// The short run (part of `make test`) leaves them out so that it stays
+// green until the fix is merged; `make faults` still runs them. Add an
+// entry with the bug's regression test, remove it when the fix lands.
+var knownBugs = map[Kind]string{}
 
 // Settings come from the environment, so make can pass them:
 // FAULTS_COUNT, FAULTS_SEED, FAULTS_SYNC (on, off, both), FAULTS_SCENARIO
@@ -127,13 +124,10 @@ type knownSymptom struct {
 	why string
 }
 
-// shortRunKnown: remove an entry when its fix is merged.
-var shortRunKnown = []knownSymptom{
-	{regexp.MustCompile(`convergence not reached within [^:]*: n\d is replica/running on timeline \d+ \(leader n\d on \d+\)`),
-		"a replica left ahead of the new primary's fork point is never rewound (TestKnownBugReplicaAheadOfNewPrimary)"},
-	{regexp.MustCompile(`\(etcd-isolate on e\d\): \d+ writes accepted after the node lost the leader key`),
-		"a primary fenced for an unconfirmed lease restarts Postgres as primary without a valid lease (TestKnownBugEtcdMemberIsolation)"},
-}
+// shortRunKnown are the symptoms known bugs can produce by chance in
+// other kinds (none today). Add an entry with the bug's regression test,
+// remove it when the fix is merged.
+var shortRunKnown = []knownSymptom{}
 
 // runAndCheck runs o, logs the report and fails the test on any violation
 // that is not a known symptom.
@@ -243,20 +237,10 @@ func TestFaults(t *testing.T) {
 	}
 }
 
-// skipKnownBug skips a regression test of a known bug unless
-// FAULTS_KNOWN_BUGS=1 (to watch it fail, or pass once the fix is in).
-func skipKnownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("FAULTS_KNOWN_BUGS") == "" {
-		t.Skip("known bug: " + why + " (FAULTS_KNOWN_BUGS=1 runs it)")
-	}
-}
-
-// TestKnownBugDaemonDeath is the regression test for the fence keeper:
+// TestDaemonDeath is the regression test for the fence keeper:
 // kill -9, then SIGSTOP, of only the primary's daemon, held for 2 x ttl;
 // the old primary must refuse writes before any other node accepts one.
-func TestKnownBugDaemonDeath(t *testing.T) {
-	skipKnownBug(t, knownBugs[DaemonKill]+"; remove this skip when the fence keeper is merged")
+func TestDaemonDeath(t *testing.T) {
 	requireNetns(t)
 	o := baseOptions(t, "daemon-death", testSeed(t))
 	o.Scenario, o.N, o.Sync = string(DaemonKill)+","+string(DaemonStop), 2, false
