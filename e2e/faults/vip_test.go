@@ -365,10 +365,11 @@ func holdsVIP(ctx context.Context, n *Node) bool {
 // vipQuery connects from the client host to VIP:port and checks that
 // the server is want's Postgres (cluster_name is the node's name) and
 // out of recovery. The client's neighbour entry for the VIP is flushed
-// first: vip-manager sends a gratuitous ARP when it adds the address, but
-// the client may keep the old node's MAC for a while (and an ARP locktime
-// can drop the update), which would test the bridge's ARP caching rather
-// than vip-manager.
+// first. vip-manager sends a gratuitous ARP when it adds the address, and
+// without the flush the test passed as well (same figures), but a client
+// may keep the old node's MAC for a while (neigh/*/locktime drops updates
+// within 1 s of the last one), which would test the kernel's ARP caching
+// rather than vip-manager.
 func vipQuery(ctx context.Context, c *Cluster, port int, want string) error {
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
