@@ -43,6 +43,11 @@ type Etcd struct {
 	Cert        string   `yaml:"cert" json:"cert"`
 	Key         string   `yaml:"key" json:"key"`
 	DialTimeout Duration `yaml:"dial_timeout" json:"dial_timeout"`
+	// V2LeaderKey also writes the leader key through etcd's v2 API
+	// (etcd --enable-v2), with the cluster's ttl, while this node leads:
+	// for readers that speak only v2, such as Debian 12's vip-manager
+	// 1.0.2 (Patroni's etcd section wrote it there).
+	V2LeaderKey bool `yaml:"v2_leader_key" json:"v2_leader_key"`
 }
 
 // DefaultEtcdDataDir is where an embedded etcd keeps its data when

@@ -127,6 +127,8 @@ func TestEtcdTLSProblems(t *testing.T) {
 		{"https with a CA", "scope: demo\nname: node1\netcd:\n  endpoints: [\"https://127.0.0.1:2379\", \"127.0.0.1:2380\"]\n  cacert: /ca.pem\npostgresql:\n  data_dir: /d\n", ""},
 		{"http with a CA", "scope: demo\nname: node1\netcd:\n  endpoints: [\"http://127.0.0.1:2379\"]\n  cacert: /ca.pem\npostgresql:\n  data_dir: /d\n", `etcd.endpoints[0]: "http://127.0.0.1:2379" is plain HTTP but etcd.cacert/cert is set`},
 		{"embedded with TLS", "scope: demo\nname: node1\netcd:\n  embedded: true\n  cert: /c.pem\n  key: /k.pem\npostgresql:\n  data_dir: /d\n", "etcd.embedded: the embedded etcd serves plain HTTP"},
+		{"v2 leader key", "scope: demo\nname: node1\netcd:\n  endpoints: [\"127.0.0.1:2379\"]\n  v2_leader_key: true\npostgresql:\n  data_dir: /d\n", ""},
+		{"v2 leader key on the embedded etcd", "scope: demo\nname: node1\netcd:\n  embedded: true\n  v2_leader_key: true\npostgresql:\n  data_dir: /d\n", "etcd.v2_leader_key: the embedded etcd does not serve the v2 API"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -106,6 +106,9 @@ func (c *Config) validateEtcd(p *problems) {
 	if c.Etcd.DialTimeout.D() <= 0 {
 		p.add("etcd.dial_timeout", "must be positive")
 	}
+	if c.Etcd.V2LeaderKey && c.Etcd.Embedded {
+		p.add("etcd.v2_leader_key", "the embedded etcd does not serve the v2 API: run etcd on its own with --enable-v2")
+	}
 }
 
 func (c *Config) validatePostgres(p *problems) {

@@ -26,6 +26,9 @@ have_bin debootstrap /usr/sbin/debootstrap || need+=(debootstrap)
 # Patroni itself: its patronictl is tested against pgha, and the migration
 # script runs a Patroni cluster to move from.
 have_bin patronictl /usr/bin/patronictl || need+=(patroni)
+# vip-manager, the virtual IP that follows the leader key (e2e/faults
+# vip_test.go runs one per node).
+have_bin vip-manager /usr/bin/vip-manager || need+=(vip-manager)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -35,7 +38,8 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # The packaged services (postgresql, etcd, haproxy, pgbouncer, patroni) must not
+  # The packaged services (postgresql, etcd, haproxy, pgbouncer, patroni,
+  # vip-manager) must not
   # start on install: pgha and its tests run their own instances.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
   chmod +x /usr/sbin/policy-rc.d
@@ -53,9 +57,18 @@ if ! id postgres >/dev/null 2>&1; then
   fi
 fi
 # Stop packaged services if a package started them anyway.
-for svc in etcd haproxy pgbouncer patroni prometheus-pgbouncer-exporter; do
+for svc in etcd haproxy pgbouncer patroni prometheus-pgbouncer-exporter vip-manager; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi
 done
+# vip-manager's postinst enables vip-manager.service (for the next boot),
+# whose unfilled /etc/default/vip-manager makes it fail and restart in a
+# loop: disable it. A VIP is configured by hand (see the README).
+if [ -e /etc/systemd/system/multi-user.target.wants/vip-manager.service ] && [ "$(id -u)" -eq 0 ]; then
+  if command -v deb-systemd-helper >/dev/null 2>&1; then
+    deb-systemd-helper disable vip-manager.service >/dev/null 2>&1 || true
+  fi
+  rm -f /etc/systemd/system/multi-user.target.wants/vip-manager.service
+fi
 echo "install-deps: ok"

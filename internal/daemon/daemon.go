@@ -171,6 +171,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		Log: log,
 	})
 	d.Add("parameters", d.followParameters)
+	if cfg.Etcd.V2LeaderKey {
+		v2, err := newV2Leader(etcdCfg, cfg.Namespace, cfg.Scope, cfg.Name)
+		if err != nil {
+			d.close()
+			return nil, fmt.Errorf("daemon: etcd.v2_leader_key: %w", err)
+		}
+		d.Add("v2-leader-key", d.followV2Leader(v2))
+	}
 	return d, nil
 }
 
