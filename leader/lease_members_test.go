@@ -9,56 +9,74 @@ import (
 	"github.com/pgha/pgha/internal/pgtest"
 )
 
-// TestLeaseSurvivesSilentMember: with three etcd members, the member the
-// main client talks to goes silent (frozen: its connections stay open,
-// nothing answers, as in a partition that drops packets). Keepalives sent
-// to every member at once keep the lease renewed, so a leader would not
-// fence itself over one lost member of three.
-func TestLeaseSurvivesSilentMember(t *testing.T) {
+// runLeaseOnMembers starts a lease with ttl on a three-member etcd
+// cluster, keepalives going to every member, and waits for it to be
+// granted. It returns the cluster and the lease; both end with the test.
+func runLeaseOnMembers(t *testing.T, ttl time.Duration) (*pgtest.EtcdCluster, *Lease) {
+	t.Helper()
 	ec := pgtest.StartEtcdBinaryCluster(t, 3)
 	e := config.Etcd{Endpoints: ec.Endpoints(), DialTimeout: config.Duration(2 * time.Second)}
 	cli, err := NewClient(e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
 	members, err := NewMemberClients(e)
 	if err != nil {
+		cli.Close()
 		t.Fatal(err)
 	}
-	defer func() {
-		for _, c := range members {
-			c.Close()
-		}
-	}()
-	ttl := 6 * time.Second
 	l := NewLease(cli, ttl, pgtest.Logger(t))
 	l.SetMemberClients(members)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(30 * time.Second)
-	for l.State().ID == 0 {
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		for _, c := range members {
+			c.Close()
+		}
+		cli.Close()
+	})
+	for deadline := time.Now().Add(30 * time.Second); l.State().ID == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no lease granted")
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	return ec, l
+}
+
+// oldestAck watches the lease for d and returns the age of its oldest
+// acknowledged keepalive over that time; it fails the test if the lease
+// changes (was lost and granted anew).
+func oldestAck(t *testing.T, l *Lease, d time.Duration, while string) time.Duration {
+	t.Helper()
+	first := l.State().ID
+	worst := time.Duration(0)
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		st := l.State()
+		if st.ID != first {
+			t.Fatalf("the lease was lost (now %x) while %s", int64(st.ID), while)
+		}
+		worst = max(worst, time.Since(st.AckedSentAt))
+	}
+	return worst
+}
+
+// TestLeaseSurvivesSilentMember: with three etcd members, the member the
+// main client talks to goes silent (frozen: its connections stay open,
+// nothing answers, as in a partition that drops packets). Keepalives sent
+// to every member at once keep the lease renewed, so a leader would not
+// fence itself over one lost member of three.
+func TestLeaseSurvivesSilentMember(t *testing.T) {
+	ttl := 6 * time.Second
+	ec, l := runLeaseOnMembers(t, ttl)
 	// Freeze the member the main client's first endpoint names; then for
 	// two ttls the lease's last acknowledged keepalive must never be older
 	// than the write margin allows.
 	ec.Members[0].Freeze()
 	defer ec.Members[0].Thaw()
-	first := l.State().ID
-	worst := time.Duration(0)
-	for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		st := l.State()
-		if st.ID != first {
-			t.Fatalf("the lease was lost (now %x) while one member of three was silent", int64(st.ID))
-		}
-		worst = max(worst, time.Since(st.AckedSentAt))
-	}
+	worst := oldestAck(t, l, 2*ttl, "one member of three was silent")
 	t.Logf("oldest acknowledged keepalive while a member was silent: %s (write margin ends at %s)", worst.Round(time.Millisecond), ttl-margin(ttl))
 	// Keepalives go every ttl/3; one that waits for the silent member
 	// (until gRPC's keepalive gives up on it, about 7 s) would come close
@@ -72,37 +90,11 @@ func TestLeaseSurvivesSilentMember(t *testing.T) {
 // the others elect a new one within a second or two, and the lease must
 // be renewed soon after, well within the write margin.
 func TestLeaseSurvivesEtcdLeaderLoss(t *testing.T) {
-	ec := pgtest.StartEtcdBinaryCluster(t, 3)
-	e := config.Etcd{Endpoints: ec.Endpoints(), DialTimeout: config.Duration(2 * time.Second)}
-	cli, err := NewClient(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	members, err := NewMemberClients(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, c := range members {
-			c.Close()
-		}
-	}()
 	ttl := 6 * time.Second
-	l := NewLease(cli, ttl, pgtest.Logger(t))
-	l.SetMemberClients(members)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(30 * time.Second); l.State().ID == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no lease granted")
-		}
-	}
-	// Find the etcd leader and freeze it.
-	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-	var leaderIdx = -1
+	ec, l := runLeaseOnMembers(t, ttl)
+	cli := l.cli
+	sctx, scancel := context.WithTimeout(t.Context(), 5*time.Second)
+	leaderIdx := -1
 	for i, m := range ec.Members {
 		st, err := cli.Status(sctx, m.ClientURL)
 		if err == nil && st.Header.MemberId == st.Leader {
@@ -115,15 +107,7 @@ func TestLeaseSurvivesEtcdLeaderLoss(t *testing.T) {
 	}
 	ec.Members[leaderIdx].Freeze()
 	defer ec.Members[leaderIdx].Thaw()
-	first := l.State().ID
-	worst := time.Duration(0)
-	for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		st := l.State()
-		if st.ID != first {
-			t.Fatalf("the lease was lost (now %x) while the etcd leader was silent", int64(st.ID))
-		}
-		worst = max(worst, time.Since(st.AckedSentAt))
-	}
+	worst := oldestAck(t, l, 2*ttl, "the etcd leader was silent")
 	t.Logf("oldest acknowledged keepalive while etcd elected a new leader: %s (write margin ends at %s)", worst.Round(time.Millisecond), ttl-margin(ttl))
 	if worst >= ttl-margin(ttl) {
 		t.Fatalf("the last acknowledged keepalive was %s old: a leader would have fenced itself", worst)
