@@ -41,6 +41,11 @@ type ClusterOptions struct {
 	Timing Timing
 	Sync   bool
 	Logf   func(format string, args ...any)
+	// EtcdArgs are added to every etcd member's command line.
+	EtcdArgs []string
+	// EditNode, when set, may change a node's config file before the
+	// node first starts.
+	EditNode func(n *Node) error
 }
 
 // StartCluster builds the network, starts a 3-member etcd cluster and
@@ -68,6 +73,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	}
 	c.Etcd = newEtcdMembers(eh, o.Dir, "pgf-"+id)
 	for _, m := range c.Etcd {
+		m.args = append(m.args, o.EtcdArgs...)
 		if err := m.start(); err != nil {
 			return c, err
 		}
@@ -84,6 +90,11 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		n, err := newNode(nw.Host(fmt.Sprintf("n%d", i)), o.Dir, filepath.Join(o.Bin, "pgha"), c.Etcd, o.Timing, o.Sync)
 		if err != nil {
 			return c, err
+		}
+		if o.EditNode != nil {
+			if err := o.EditNode(n); err != nil {
+				return c, fmt.Errorf("%s config: %w", n.Name, err)
+			}
 		}
 		c.Nodes = append(c.Nodes, n)
 	}

@@ -122,11 +122,12 @@ func tail(s string, n int) string {
 // test failed) in t.Cleanup.
 func startTestCluster(ctx context.Context, t *testing.T) *Cluster {
 	t.Helper()
-	return startTestClusterTimed(ctx, t, Timing{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second})
+	return startTestClusterWith(ctx, t, ClusterOptions{Timing: Timing{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second}})
 }
 
-// startTestClusterTimed is startTestCluster with the cluster's timing.
-func startTestClusterTimed(ctx context.Context, t *testing.T, timing Timing) *Cluster {
+// startTestClusterWith is startTestCluster with o's timing, etcd
+// arguments and node config edits (its Dir, Bin and Logf are filled in).
+func startTestClusterWith(ctx context.Context, t *testing.T, o ClusterOptions) *Cluster {
 	t.Helper()
 	Sweep()
 	dir, err := os.MkdirTemp("/tmp", "pgha-faults-")
@@ -141,7 +142,8 @@ func startTestClusterTimed(ctx context.Context, t *testing.T, timing Timing) *Cl
 	if err := buildBinaries(ctx, bin); err != nil {
 		t.Fatal(err)
 	}
-	c, err := StartCluster(ctx, ClusterOptions{Dir: dir, Bin: bin, Timing: timing, Logf: t.Logf})
+	o.Dir, o.Bin, o.Logf = dir, bin, t.Logf
+	c, err := StartCluster(ctx, o)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range c.Nodes {
@@ -177,7 +179,7 @@ func TestEtcdMemberIsolation(t *testing.T) {
 	// (up to about 3 s on a loaded machine). At ttl 6 s the window is
 	// 4.5 s, which such an election can eat; the primary then fences and
 	// restarts (safe, but not what this test asks).
-	c := startTestClusterTimed(ctx, t, Timing{TTL: 10 * time.Second, LoopWait: time.Second, RetryTimeout: 3 * time.Second})
+	c := startTestClusterWith(ctx, t, ClusterOptions{Timing: Timing{TTL: 10 * time.Second, LoopWait: time.Second, RetryTimeout: 3 * time.Second}})
 	v, err := c.View(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -117,94 +117,23 @@ func TestVIPManagerFollowsLeader(t *testing.T) {
 	t.Logf("whole test: %.0fs", time.Since(start).Seconds())
 }
 
-// startV2Cluster is StartCluster with etcd's v2 API on (--enable-v2) and
-// every node writing its copy of the leader key there
+// startV2Cluster is the regression tests' cluster with etcd's v2 API on
+// (--enable-v2) and every node writing its copy of the leader key there
 // (etcd.v2_leader_key), Postgres and the pooler listening on every
-// address (so on the VIP too). The workload's tables are left out.
+// address (so on the VIP too).
 func startV2Cluster(ctx context.Context, t *testing.T) *Cluster {
 	t.Helper()
-	Sweep()
-	dir, err := os.MkdirTemp("/tmp", "pgha-faults-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "bin")
-	if err := buildBinaries(ctx, bin); err != nil {
-		t.Fatal(err)
-	}
-	c := &Cluster{Dir: dir, Bin: bin, Logf: t.Logf,
-		Timing: Timing{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second}}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range c.Nodes {
-				if b, err := os.ReadFile(n.logPath); err == nil {
-					t.Logf("%s log (tail):\n%s", n.Name, tail(string(b), 3000))
-				}
-			}
-		}
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
+	c := startTestClusterWith(ctx, t, ClusterOptions{
+		Timing:   Timing{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second},
+		EtcdArgs: []string{"--enable-v2"},
+		EditNode: func(n *Node) error {
+			return editConfig(n.ConfigPath,
+				"\netcd:\n", "\netcd:\n  v2_leader_key: true\n",
+				fmt.Sprintf("  listen: %s:%d\n", n.Host.IP, pgPort), fmt.Sprintf("  listen: '*:%d'\n", pgPort),
+				fmt.Sprintf("  listen: %s:%d\n", n.Host.IP, poolerPort), fmt.Sprintf("  listen: 0.0.0.0:%d\n", poolerPort))
+		},
 	})
-	id := newRunID()
-	hosts := map[string]string{"client": subnet + ".100"}
-	for i := 1; i <= 3; i++ {
-		hosts[fmt.Sprintf("e%d", i)] = fmt.Sprintf("%s.%d", subnet, 10+i)
-		hosts[fmt.Sprintf("n%d", i)] = fmt.Sprintf("%s.%d", subnet, 20+i)
-	}
-	nw, err := NewNet(id, dir, hosts)
-	c.Net = nw
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Client = nw.Host("client")
-	var eh []*Host
-	for i := 1; i <= 3; i++ {
-		eh = append(eh, nw.Host(fmt.Sprintf("e%d", i)))
-	}
-	c.Etcd = newEtcdMembers(eh, dir, "pgf-"+id)
-	for _, m := range c.Etcd {
-		m.args = append(m.args, "--enable-v2")
-		if err := m.start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if c.cli, err = etcdClient(c.Client, c.Etcd); err != nil {
-		t.Fatal(err)
-	}
-	if err := poll(ctx, 60*time.Second, "etcd cluster healthy", func() string {
-		return etcdHealthy(ctx, c.cli, c.Etcd)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 3; i++ {
-		n, err := newNode(nw.Host(fmt.Sprintf("n%d", i)), dir, filepath.Join(bin, "pgha"), c.Etcd, c.Timing, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := editConfig(n.ConfigPath,
-			"\netcd:\n", "\netcd:\n  v2_leader_key: true\n",
-			fmt.Sprintf("  listen: %s:%d\n", n.Host.IP, pgPort), fmt.Sprintf("  listen: '*:%d'\n", pgPort),
-			fmt.Sprintf("  listen: %s:%d\n", n.Host.IP, poolerPort), fmt.Sprintf("  listen: 0.0.0.0:%d\n", poolerPort),
-		); err != nil {
-			t.Fatal(err)
-		}
-		c.Nodes = append(c.Nodes, n)
-	}
-	for _, n := range c.Nodes {
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lead, err := c.Converge(ctx, 4*time.Minute)
-	if err != nil {
-		t.Fatalf("bootstrap: %v", err)
-	}
-	t.Logf("cluster up: leader %s, etcd with --enable-v2, nodes with etcd.v2_leader_key", lead)
+	t.Logf("etcd with --enable-v2, nodes with etcd.v2_leader_key")
 	return c
 }
 
