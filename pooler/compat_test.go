@@ -288,15 +288,7 @@ func testConsoleFigures(t *testing.T, pg *testPG) {
 		done <- err
 	}()
 	cols, rows := adminRows(t, admin, "SHOW POOLS")
-	col := func(cols []string, name string) int {
-		for i, c := range cols {
-			if c == name {
-				return i
-			}
-		}
-		t.Fatalf("no column %s in %v", name, cols)
-		return -1
-	}
+	col := func(cols []string, name string) int { return colIndex(t, cols, name) }
 	waitFor(t, 10*time.Second, "a waiting client with a maxwait", func() bool {
 		cols, rows = adminRows(t, admin, "SHOW POOLS")
 		for _, r := range rows {

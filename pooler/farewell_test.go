@@ -93,15 +93,7 @@ func testFarewells(t *testing.T, pg *testPG) {
 			waited <- err
 		}()
 		cols, rows := adminRows(t, admin, "SHOW CLIENTS")
-		col := func(name string) int {
-			for i, c := range cols {
-				if c == name {
-					return i
-				}
-			}
-			t.Fatalf("SHOW CLIENTS has no %s column: %v", name, cols)
-			return -1
-		}
+		col := func(name string) int { return colIndex(t, cols, name) }
 		waitFor(t, 10*time.Second, "a waiting client in SHOW CLIENTS", func() bool {
 			cols, rows = adminRows(t, admin, "SHOW CLIENTS")
 			for _, r := range rows {

@@ -156,3 +156,16 @@ func tctx(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// colIndex is the index of the column called name in an admin console
+// answer's columns; the test fails when there is none.
+func colIndex(t *testing.T, cols []string, name string) int {
+	t.Helper()
+	for i, c := range cols {
+		if c == name {
+			return i
+		}
+	}
+	t.Fatalf("no column %s in %v", name, cols)
+	return -1
+}
