@@ -2,6 +2,7 @@ package convert
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -165,7 +166,8 @@ func (c *conv) etcd(root map[string]any) {
 		c.note("etcd", "Patroni's etcd section talks to etcd through the v2 API; pgha speaks the v3 API only: "+
 			"its hosts went to etcd.endpoints (the servers must serve v3, as etcd 3.4 and later do), "+
 			"but keys Patroni wrote through v2 are invisible to pgha: switch Patroni to an etcd3 section first "+
-			"if Patroni and pgha nodes must share the cluster during a migration")
+			"if Patroni and pgha nodes must share the cluster during a migration; tools that read the leader key through "+
+			"the v2 API (vip-manager 1.x) need etcd.v2_leader_key: true on every pgha node and etcd started with --enable-v2")
 	case !has3:
 		c.out.sub("etcd").set("endpoints", []string{"127.0.0.1:2379"})
 		for _, dcs := range []string{"kubernetes", "consul", "zookeeper", "raft", "exhibitor"} {
@@ -305,24 +307,42 @@ func (c *conv) ctl(m map[string]any) {
 	c.leftovers("ctl", m)
 }
 
-// tags converts the tags pgha knows.
+// tags converts the tags: Patroni's own with their types (its false
+// booleans are left out, as Patroni leaves them out of the member key),
+// every other tag as written.
 func (c *conv) tags(m map[string]any) {
 	t := c.out.sub("tags")
-	for _, k := range []string{"nofailover", "noloadbalance", "clonefrom", "nosync"} {
-		if v, ok := pop(m, k); ok && v != nil {
-			if truthy(v) {
-				t.set(k, true)
-			}
+	for _, k := range []string{"nofailover", "noloadbalance", "clonefrom", "nosync", "nostream"} {
+		if v, ok := pop(m, k); ok && v != nil && truthy(v) {
+			t.set(k, true)
 		}
 	}
 	if v, ok := pop(m, "failover_priority"); ok && v != nil {
-		if n, ok := v.(int); ok {
+		if n, ok := intValue(v); ok && n >= 0 {
 			t.set("failover_priority", n)
 		} else {
-			c.note("tags.failover_priority", "%q is not an integer: left out", scalar(v))
+			c.note("tags.failover_priority", "%q is not an integer of 0 or more: left out", scalar(v))
 		}
 	}
-	c.leftovers("tags", m)
+	if v, ok := pop(m, "replicatefrom"); ok && v != nil {
+		if !isScalar(v) {
+			c.note("tags.replicatefrom", "want a member name: left out")
+		} else if scalar(v) != "" {
+			t.set("replicatefrom", scalar(v))
+		}
+	}
+	for _, k := range sortedKeys(m) {
+		v, _ := pop(m, k)
+		if _, err := json.Marshal(v); err != nil {
+			c.note("tags."+k, "its value cannot be published as JSON in the member key: left out")
+			continue
+		}
+		t.set(k, v)
+		if k == "sync_priority" {
+			c.note("tags.sync_priority", "carried as written (published in the member key), but pgha does not rank "+
+				"synchronous standbys by it: it picks the replicas furthest ahead (nosync keeps a node out)")
+		}
+	}
 }
 
 // watchdog converts Patroni's watchdog section: same keys in pgha.

@@ -3,6 +3,7 @@ package convert
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,8 @@ func TestConvertPatroniSamples(t *testing.T) {
 		env   []string
 		check func(t *testing.T, c config.Config)
 		notes []string
+		// none: the conversion must carry everything (no note at all).
+		none bool
 	}{
 		{file: "postgres0.yml", check: func(t *testing.T, c config.Config) {
 			eq(t, "scope", c.Scope, "batman")
@@ -46,7 +49,10 @@ func TestConvertPatroniSamples(t *testing.T) {
 			eq(t, "pg_hba from bootstrap.dcs", strings.Join(c.PostgreSQL.PgHBA, "|"), "host replication replicator 127.0.0.1/32 md5|host all all 0.0.0.0/0 md5")
 			eq(t, "initdb", len(c.Bootstrap.Initdb), 2)
 			eq(t, "pooler.enabled", c.Pooler.Enabled, false)
-		}, notes: []string{"etcd: Patroni's etcd section talks to etcd through the v2 API", "postgresql.pgpass:", "tags.nostream: tag not supported yet"}},
+			eq(t, "tags (noloadbalance, clonefrom, nostream: false)", c.Tags.Empty(), true)
+		}, notes: []string{"etcd: Patroni's etcd section talks to etcd through the v2 API",
+			"vip-manager 1.x) need etcd.v2_leader_key: true on every pgha node and etcd started with --enable-v2",
+			"postgresql.pgpass:"}},
 		{file: "postgres1.yml", check: func(t *testing.T, c config.Config) {
 			eq(t, "name", c.Name, "postgresql1")
 			eq(t, "restapi.listen", c.RESTAPI.Listen, "127.0.0.1:8009")
@@ -79,6 +85,24 @@ func TestConvertPatroniSamples(t *testing.T) {
 			eq(t, "replication user", c.PostgreSQL.Authentication.Replication.Username, "standby")
 			eq(t, "initdb", len(c.Bootstrap.Initdb), 5)
 		}, notes: []string{"kubernetes: pgha keeps its state in etcd (v3 API) only", "restapi.authentication: not set while restapi.listen 0.0.0.0:8008"}},
+		{file: "features.yml", check: func(t *testing.T, c config.Config) {
+			cb := c.PostgreSQL.Callbacks
+			for _, x := range []struct{ key, got string }{{"on_start", cb.OnStart}, {"on_stop", cb.OnStop},
+				{"on_restart", cb.OnRestart}, {"on_reload", cb.OnReload}} {
+				eq(t, "postgresql.callbacks."+x.key, x.got, "/etc/patroni/callback.sh")
+			}
+			eq(t, "postgresql.callbacks.on_role_change", cb.OnRoleChange, "/etc/patroni/vip.sh --interface eth0")
+			prio := 2
+			deepEq(t, "tags", c.Tags, config.Tags{NoLoadBalance: true, FailoverPriority: &prio, CloneFrom: true, NoSync: true,
+				ReplicateFrom: "node2", Other: map[string]any{"datacenter": "east", "rack": 7}})
+			d := c.Bootstrap.DCS
+			eq(t, "synchronous_mode", d.SynchronousMode, true)
+			eq(t, "synchronous_node_count", d.SynchronousNodeCount, 2)
+			deepEq(t, "slots", d.Slots, map[string]config.Slot{"backup_standby": {Type: "physical"},
+				"dr_site": {Type: "physical"}, "cdc": {Type: "logical", Database: "app", Plugin: "pgoutput"}})
+			deepEq(t, "ignore_slots", d.IgnoreSlots, []config.IgnoreSlot{
+				{Name: "debezium", Type: "logical", Database: "app", Plugin: "pgoutput"}, {Plugin: "wal2json"}})
+		}, none: true},
 		{file: "debian-15-main.yml", check: func(t *testing.T, c config.Config) {
 			eq(t, "scope", c.Scope, "15-main")
 			eq(t, "namespace", c.Namespace, "/postgresql-common/")
@@ -124,9 +148,15 @@ func TestConvertPatroniSamples(t *testing.T) {
 					t.Errorf("notes lack %q:\n%s", w, all)
 				}
 			}
+			if tt.none && len(res.Notes) > 0 {
+				t.Errorf("keys were left out:\n%s", all)
+			}
 			for _, n := range res.Notes {
 				if n.Key == "" || n.Reason == "" || strings.Contains(n.Reason, "\n") {
 					t.Errorf("note %q is not one line naming a key and a reason", n)
+				}
+				if strings.Contains(n.Reason, "not supported yet") {
+					t.Errorf("note %q says a key is not supported yet: check it against the config package", n)
 				}
 			}
 		})
@@ -169,6 +199,13 @@ func notesText(ns []Note) string {
 		b.WriteString(n.String() + "\n")
 	}
 	return b.String()
+}
+
+func deepEq(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s = %#v, want %#v", what, got, want)
+	}
 }
 
 func eq[T comparable](t *testing.T, what string, got, want T) {

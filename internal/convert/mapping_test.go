@@ -1,10 +1,13 @@
 package convert
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pgha/pgha/config"
 )
 
 // convertMap converts a Patroni YAML snippet and returns the output as a
@@ -111,6 +114,7 @@ postgresql:
   callbacks:
     on_start: /bin/true
     on_role_change: /usr/local/bin/vip.sh
+  pre_promote: /usr/local/bin/fence.sh
   use_pg_rewind: true
 bootstrap:
   dcs:
@@ -123,6 +127,10 @@ bootstrap:
     synchronous_mode_strict: true
     synchronous_node_count: 2
     failsafe_mode: true
+    slots:
+      standby_dr: {type: physical}
+      cdc: {type: logical, database: app, plugin: pgoutput}
+    ignore_slots: [{name: debezium, type: logical}]
     postgresql:
       use_slots: false
       parameters: {wal_keep_size: 1GB}
@@ -136,6 +144,8 @@ tags:
   nosync: true
   failover_priority: 3
   replicatefrom: db2
+  nostream: true
+  datacenter: east
 watchdog:
   mode: required
   device: /dev/watchdog1
@@ -160,10 +170,14 @@ consul: {host: 127.0.0.1:8500}
 		"postgresql.authentication.replication.username": "repl", "postgresql.authentication.rewind.password": "rwp",
 		"bootstrap.dcs.ttl": "25s", "bootstrap.dcs.loop_wait": "5s", "bootstrap.dcs.retry_timeout": "10s",
 		"bootstrap.dcs.maximum_lag_on_failover": 16 << 20, "bootstrap.dcs.master_start_timeout": "4m10s",
-		"bootstrap.dcs.synchronous_mode": true, "bootstrap.dcs.synchronous_mode_strict": true,
+		"bootstrap.dcs.synchronous_mode": true, "bootstrap.dcs.synchronous_mode_strict": true, "bootstrap.dcs.synchronous_node_count": 2,
+		"bootstrap.dcs.slots.standby_dr.type": "physical", "bootstrap.dcs.slots.cdc.type": "logical",
+		"bootstrap.dcs.slots.cdc.database": "app", "bootstrap.dcs.slots.cdc.plugin": "pgoutput",
+		"postgresql.callbacks.on_start": "/bin/true", "postgresql.callbacks.on_role_change": "/usr/local/bin/vip.sh",
 		"bootstrap.dcs.postgresql.use_pg_rewind": true, "bootstrap.dcs.postgresql.use_slots": false,
 		"bootstrap.dcs.postgresql.parameters.wal_keep_size": "1GB",
 		"tags.nofailover": true, "tags.noloadbalance": true, "tags.clonefrom": nil, "tags.nosync": true, "tags.failover_priority": 3,
+		"tags.replicatefrom": "db2", "tags.nostream": true, "tags.datacenter": "east",
 		"watchdog.mode": "required", "watchdog.device": "/dev/watchdog1", "watchdog.safety_margin": "3s",
 		"log.level": "warn", "log.format": "json",
 	}
@@ -175,26 +189,33 @@ consul: {host: 127.0.0.1:8500}
 	if got := at(m, "etcd.endpoints"); len(got.([]any)) != 2 || got.([]any)[0] != "https://10.0.0.1:2379" || got.([]any)[1] != "https://10.0.0.2:2379" {
 		t.Errorf("etcd.endpoints = %v, want https:// and the default port", got)
 	}
+	if got := at(m, "bootstrap.dcs.ignore_slots"); len(got.([]any)) != 1 || at(got.([]any)[0].(map[string]any), "name") != "debezium" ||
+		at(got.([]any)[0].(map[string]any), "type") != "logical" {
+		t.Errorf("bootstrap.dcs.ignore_slots = %v, want the debezium matcher", got)
+	}
 	for _, n := range []string{
-		"postgresql.callbacks.on_start: callbacks are not supported yet",
-		"postgresql.callbacks.on_role_change: callbacks are not supported yet",
+		"postgresql.pre_promote: pgha has no such hook",
 		"postgresql.parameters.port: pgha sets it from postgresql.listen",
 		"postgresql.parameters.listen_addresses:",
 		"postgresql.authentication.replication.sslmode:",
 		"restapi.allowlist: pgha has no address allowlist",
 		"bootstrap.dcs.ttl: 20s is less than loop_wait + 2*retry_timeout",
 		"bootstrap.dcs.primary_start_timeout: 10m0s is longer than 10*ttl",
-		"bootstrap.dcs.synchronous_node_count: 2: pgha keeps one synchronous standby",
 		"bootstrap.dcs.failsafe_mode:", "bootstrap.dcs.standby_cluster: standby clusters are not supported",
-		"bootstrap.users:", "tags.replicatefrom: tag not supported yet", "log.dir: pgha logs to stderr",
+		"bootstrap.users:", "log.dir: pgha logs to stderr",
 		"consul: pgha keeps its state in etcd (v3 API) only",
 	} {
 		if !strings.Contains(notes, n) {
 			t.Errorf("notes lack %q:\n%s", n, notes)
 		}
 	}
-	if strings.Contains(notes, "tags.clonefrom") || strings.Contains(notes, "etcd3.") {
-		t.Errorf("a carried key was noted as left out:\n%s", notes)
+	for _, carried := range []string{"tags.", "etcd3.", "postgresql.callbacks", "bootstrap.dcs.slots", "bootstrap.dcs.ignore_slots",
+		"bootstrap.dcs.synchronous_node_count"} {
+		for _, line := range strings.Split(notes, "\n") {
+			if strings.HasPrefix(line, carried) {
+				t.Errorf("a carried key was noted as left out: %s", line)
+			}
+		}
 	}
 }
 
@@ -230,5 +251,98 @@ func TestEnvList(t *testing.T) {
 	}
 	if !strings.Contains(notes, "PATRONI_BOGUS: not a Patroni setting") || strings.Contains(notes, "HOME") {
 		t.Errorf("notes:\n%s", notes)
+	}
+}
+
+func TestConvertTags(t *testing.T) {
+	c, notes := parseConverted(t, `tags:
+  nofailover: "yes"
+  noloadbalance: false
+  failover_priority: "4"
+  nostream: 1
+  replicatefrom: db2
+  sync_priority: 3
+  datacenter: east
+  zone: null
+  labels: {team: db, tier: 1}
+  odd: {1: one}
+`)
+	prio := 4
+	want := config.Tags{NoFailover: true, FailoverPriority: &prio, NoStream: true, ReplicateFrom: "db2",
+		Other: map[string]any{"sync_priority": 3, "datacenter": "east", "zone": nil, "labels": map[string]any{"team": "db", "tier": 1}}}
+	if !reflect.DeepEqual(c.Tags, want) {
+		t.Errorf("tags = %#v, want %#v", c.Tags, want)
+	}
+	for _, n := range []string{"tags.sync_priority: carried as written", "tags.odd: its value cannot be published as JSON"} {
+		if !strings.Contains(notes, n) {
+			t.Errorf("notes lack %q:\n%s", n, notes)
+		}
+	}
+	_, notes = parseConverted(t, "tags: {failover_priority: -1}\n")
+	if !strings.Contains(notes, `tags.failover_priority: "-1" is not an integer of 0 or more`) {
+		t.Errorf("notes:\n%s", notes)
+	}
+}
+
+func TestConvertCallbacks(t *testing.T) {
+	c, notes := parseConverted(t, `postgresql:
+  data_dir: /var/lib/pg
+  callbacks:
+    on_start: /nonexistent/start.sh
+    on_stop: "/usr/local/bin/cb.sh --label 'a b'"
+    on_role_change: "/usr/local/bin/vip.sh 'unterminated"
+    on_reload: [/bin/true]
+    on_restart: ""
+    on_failover: /bin/true
+  before_stop: /bin/true
+bootstrap:
+  post_bootstrap: /bin/true
+`)
+	want := config.Callbacks{OnStart: "/nonexistent/start.sh", OnStop: "/usr/local/bin/cb.sh --label 'a b'",
+		OnRoleChange: "/usr/local/bin/vip.sh 'unterminated"}
+	if c.PostgreSQL.Callbacks != want {
+		t.Errorf("callbacks = %#v, want %#v", c.PostgreSQL.Callbacks, want)
+	}
+	for _, n := range []string{
+		"postgresql.callbacks.on_role_change: carried, but callback: unterminated ' quote",
+		"postgresql.callbacks.on_reload: want one command line",
+		"postgresql.callbacks.on_failover: pgha has no such setting",
+		"postgresql.before_stop: pgha has no such hook", "bootstrap.post_bootstrap: pgha has no such hook",
+	} {
+		if !strings.Contains(notes, n) {
+			t.Errorf("notes lack %q:\n%s", n, notes)
+		}
+	}
+	for _, line := range strings.Split(notes, "\n") {
+		if strings.HasPrefix(line, "postgresql.callbacks.on_start") || strings.HasPrefix(line, "postgresql.callbacks.on_stop") {
+			t.Errorf("a carried callback was noted: %s", line)
+		}
+	}
+}
+
+func TestConvertSynchronous(t *testing.T) {
+	tests := []struct {
+		in    string
+		mode  bool
+		count int
+		note  string
+	}{
+		{"{synchronous_mode: true, synchronous_node_count: 3}", true, 3, ""},
+		{"{synchronous_mode: on, synchronous_node_count: '2'}", true, 2, ""},
+		{"{synchronous_mode: true, synchronous_node_count: 0}", true, 1, `bootstrap.dcs.synchronous_node_count: "0" is not an integer of 1 or more`},
+		{"{synchronous_mode: quorum, synchronous_node_count: 2}", true, 2, "bootstrap.dcs.synchronous_mode: quorum commit (ANY n) is not supported"},
+		{"{synchronous_mode: false}", false, 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			c, notes := parseConverted(t, "bootstrap: {dcs: "+tt.in+"}\n")
+			if c.Bootstrap.DCS.SynchronousMode != tt.mode || c.Bootstrap.DCS.SynchronousNodeCount != tt.count {
+				t.Errorf("synchronous_mode %v, synchronous_node_count %d; want %v, %d",
+					c.Bootstrap.DCS.SynchronousMode, c.Bootstrap.DCS.SynchronousNodeCount, tt.mode, tt.count)
+			}
+			if tt.note == "" && notes != "" || !strings.Contains(notes, tt.note) {
+				t.Errorf("notes = %q, want %q", notes, tt.note)
+			}
+		})
 	}
 }

@@ -2,8 +2,10 @@ package convert
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/pgha/pgha/callback"
 	"github.com/pgha/pgha/config"
 )
 
@@ -63,10 +65,7 @@ func (c *conv) postgresql(m map[string]any) {
 		}
 	}
 	if v, ok := pop(m, "callbacks"); ok {
-		cb := section(c, "postgresql.callbacks", v)
-		for _, k := range sortedKeys(cb) {
-			c.note("postgresql.callbacks."+k, "callbacks are not supported yet")
-		}
+		c.callbacks(pg, section(c, "postgresql.callbacks", v))
 	}
 	// Node-level use_pg_rewind/use_slots (older Patroni) belong to the
 	// cluster's dynamic configuration in pgha.
@@ -97,6 +96,31 @@ func (c *conv) postgresql(m map[string]any) {
 		}
 	}
 	c.leftovers("postgresql", m)
+}
+
+// callbacks copies Patroni's callback commands; pgha runs them the same
+// way (`command action role scope`, split into words as shlex does).
+func (c *conv) callbacks(pg *omap, m map[string]any) {
+	for _, k := range []string{"on_start", "on_stop", "on_restart", "on_reload", "on_role_change"} {
+		v, ok := pop(m, k)
+		if !ok || v == nil {
+			continue
+		}
+		path := "postgresql.callbacks." + k
+		if !isScalar(v) {
+			c.note(path, "want one command line (a string): left out")
+			continue
+		}
+		cmd := scalar(v)
+		if strings.TrimSpace(cmd) == "" {
+			continue
+		}
+		pg.sub("callbacks").set(k, cmd)
+		if _, err := callback.Split(cmd); err != nil {
+			c.note(path, "carried, but %v: neither Patroni nor pgha can run it; fix the quoting", err)
+		}
+	}
+	c.leftovers("postgresql.callbacks", m)
 }
 
 // listenForConnect turns pgha's "*:5432" into a form net.SplitHostPort
@@ -215,13 +239,32 @@ func (c *conv) dcs(d *omap, m map[string]any) {
 			c.note("bootstrap.dcs.maximum_lag_on_failover", "%v: left out", err)
 		}
 	}
-	for _, k := range []string{"synchronous_mode", "synchronous_mode_strict", "pause"} {
+	if v, ok := pop(m, "synchronous_mode"); ok && v != nil {
+		if strings.EqualFold(scalar(v), "quorum") {
+			d.set("synchronous_mode", true)
+			c.note("bootstrap.dcs.synchronous_mode", "quorum commit (ANY n) is not supported: wrote synchronous_mode: true, "+
+				"where commits wait for the first synchronous_node_count standbys (FIRST n) and only those may be promoted")
+		} else {
+			d.set("synchronous_mode", truthy(v))
+		}
+	}
+	for _, k := range []string{"synchronous_mode_strict", "pause"} {
 		if v, ok := pop(m, k); ok && v != nil {
 			d.set(k, truthy(v))
 		}
 	}
-	if v, ok := pop(m, "synchronous_node_count"); ok && scalar(v) != "1" {
-		c.note("bootstrap.dcs.synchronous_node_count", "%s: pgha keeps one synchronous standby", scalar(v))
+	if v, ok := pop(m, "synchronous_node_count"); ok && v != nil {
+		if n, ok := intValue(v); ok && n >= 1 {
+			d.set("synchronous_node_count", n)
+		} else {
+			c.note("bootstrap.dcs.synchronous_node_count", "%q is not an integer of 1 or more: left out (pgha keeps 1)", scalar(v))
+		}
+	}
+	if v, ok := pop(m, "slots"); ok && v != nil {
+		c.slots(d, section(c, "bootstrap.dcs.slots", v))
+	}
+	if v, ok := pop(m, "ignore_slots"); ok && v != nil {
+		c.ignoreSlots(d, v)
 	}
 	out := d.sub("postgresql")
 	for _, x := range c.nodeDCS {

@@ -6,8 +6,7 @@ const (
 	whyDCS       = "pgha keeps its state in etcd (v3 API) only; this DCS is not supported: point etcd.endpoints at an etcd cluster"
 	whyLogFile   = "pgha logs to stderr (the journal under systemd) with log.level and log.format only"
 	whyNotNeeded = "no equivalent in pgha (Go's HTTP server needs no tuning here)"
-	whyScript    = "scripts are not supported yet"
-	whyTag       = "tag not supported yet (pgha knows nofailover, noloadbalance, failover_priority, clonefrom, nosync)"
+	whyScript    = "pgha has no such hook: it runs the postgresql.callbacks scripts (on_start, on_stop, on_restart, on_reload, on_role_change) only"
 )
 
 // reasons says why a Patroni key is not carried over, by key path. A
@@ -56,8 +55,6 @@ var reasons = map[string]string{
 	"bootstrap.users":          "pgha creates no users at bootstrap: create them with SQL (CREATE ROLE) once the cluster runs",
 
 	"bootstrap.dcs.standby_cluster":          "standby clusters are not supported",
-	"bootstrap.dcs.slots":                    "permanent replication slots are not supported yet",
-	"bootstrap.dcs.ignore_slots":             "permanent replication slots are not supported yet",
 	"bootstrap.dcs.member_slots_ttl":         "pgha drops a slot when its member leaves the cluster",
 	"bootstrap.dcs.failsafe_mode":            "not supported: a leader that cannot reach etcd stops taking writes before its lease can expire",
 	"bootstrap.dcs.check_timeline":           "not configurable",
@@ -77,8 +74,6 @@ func reasonFor(path string) string {
 		return r
 	}
 	switch {
-	case strings.HasPrefix(path, "tags."):
-		return whyTag
 	case strings.HasPrefix(path, "log."):
 		return whyLogFile
 	}
