@@ -18,6 +18,9 @@ func (l *Loop) clone(ctx context.Context, s step) (Memory, error) {
 		return m, err
 	}
 	if s.a.Kind == Reclone {
+		if err := l.pg.CheckSource(ctx, up); err != nil {
+			return m, fmt.Errorf("leader: re-clone from %s: nothing stopped or removed: %w", up.Name, err)
+		}
 		if err := l.pg.Stop(ctx, false); err != nil {
 			return m, err
 		}
@@ -29,7 +32,7 @@ func (l *Loop) clone(ctx context.Context, s step) (Memory, error) {
 	if err := l.pg.Clone(ctx, up); err != nil {
 		return m, err
 	}
-	m.RewindFailed, m.CleanStop = false, false
+	m.RewindFailed, m.CleanStop, m.ReplicaTimeline = false, false, 0
 	m.Following = l.followingAfter(s, up)
 	return m, l.pg.Start(ctx)
 }
@@ -80,10 +83,16 @@ func (l *Loop) rewind(ctx context.Context, s step) (Memory, error) {
 	if err != nil {
 		return m, err
 	}
+	// An unreachable source is no rewind failure: nothing is stopped,
+	// and the rewind is tried again rather than turned into a re-clone.
+	if err := l.pg.CheckSource(ctx, up); err != nil {
+		return m, fmt.Errorf("leader: rewind against %s: nothing stopped: %w", up.Name, err)
+	}
 	if err := l.pg.Rewind(ctx, up); err != nil {
 		m.RewindFailed = true
 		return m, fmt.Errorf("leader: rewind against %s (will re-clone): %w", up.Name, err)
 	}
+	m.ReplicaTimeline = 0
 	m.Following = l.followingAfter(s, up)
 	return m, l.pg.Start(ctx)
 }

@@ -78,6 +78,7 @@ func (l *Loop) gather(ctx context.Context, shuttingDown bool) gathered {
 		l.log.Warn("cannot read the local postgres status", "err", err)
 	}
 	mem := l.mem
+	mem, local = mem.observe(local)
 	if local.Running && !local.InRecovery && viewOK && v.Leader == l.opt.Name {
 		mem = mem.healed()
 	}

@@ -21,6 +21,7 @@ func (noPostgres) Demote(context.Context, *Upstream) error              { return
 func (noPostgres) Follow(context.Context, Upstream) error               { return nil }
 func (noPostgres) Clone(context.Context, Upstream) error                { return nil }
 func (noPostgres) Rewind(context.Context, Upstream) error               { return nil }
+func (noPostgres) CheckSource(context.Context, Upstream) error          { return nil }
 func (noPostgres) Wipe(context.Context) error                           { return nil }
 func (noPostgres) SyncSlots(context.Context, Slots) error               { return nil }
 func (noPostgres) SetSyncStandby(context.Context, []string) error       { return nil }

@@ -21,6 +21,13 @@ type Memory struct {
 	SyncManaged bool
 	// Backoff holds back an action that keeps failing.
 	Backoff failures
+	// ReplicaTimeline is the newest timeline the local replica was seen
+	// receiving WAL on. A replica without a WAL receiver reports its
+	// control file's timeline, which stays behind a timeline switch until
+	// a restartpoint (minutes later): without this, a replica whose
+	// upstream just went away would look as if it had stayed on the old
+	// timeline, past the fork, and be rewound or re-cloned for nothing.
+	ReplicaTimeline int64
 	// CandidateWait is since when this member, named in a planned
 	// switchover, has waited to take over.
 	CandidateWait candidateWait
@@ -28,6 +35,24 @@ type Memory struct {
 
 // initialMemory is the memory of a daemon that just started.
 func initialMemory() Memory { return Memory{SyncManaged: true} }
+
+// observe takes in what the local server reports this round and returns
+// the memory updated and the report completed with what the memory
+// knows: a replica's timeline is the newest it was seen receiving, and
+// a streaming replica has no rewind failure to remember (it needs none).
+func (m Memory) observe(local Local) (Memory, Local) {
+	switch {
+	case !local.Initialized || (local.Running && !local.InRecovery):
+		m.ReplicaTimeline = 0
+	case local.Running && local.InRecovery:
+		if local.Streaming {
+			m.ReplicaTimeline = max(m.ReplicaTimeline, local.Timeline)
+			m.RewindFailed = false
+		}
+		local.Timeline = max(local.Timeline, m.ReplicaTimeline)
+	}
+	return m, local
+}
 
 // healed returns m after the leader's Postgres was seen running as a
 // primary: the next crash may be restarted in place once more.

@@ -45,6 +45,10 @@ type Postgres interface {
 	// Clone copies up's data into the empty data dir, configured as its
 	// standby (not started).
 	Clone(ctx context.Context, up Upstream) error
+	// CheckSource connects to up as a clone would (a replication
+	// connection): it fails when up cannot be reached, before a re-clone
+	// or a rewind stops or removes anything.
+	CheckSource(ctx context.Context, up Upstream) error
 	// Rewind runs pg_rewind against up and configures a standby of up (not
 	// started).
 	Rewind(ctx context.Context, up Upstream) error

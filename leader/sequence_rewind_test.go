@@ -108,3 +108,25 @@ func TestSequenceReplicaPastForkIsRewound(t *testing.T) {
 		t.Fatalf("c after the rewind: %+v", s)
 	}
 }
+
+// TestSequenceRecloneNeedsSource: a re-clone whose source cannot be
+// reached stops and removes nothing; it waits until the source answers.
+func TestSequenceRecloneNeedsSource(t *testing.T) {
+	w := divergedLeader(t)
+	a, b := w.m("a"), w.m("b")
+	a.pg.set(func(p *fakePG) {
+		p.fail["rewind"] = errors.New("pg_rewind: could not find common ancestor of the source and target cluster's timelines")
+	})
+	w.start("a")
+	if tn := w.round("a")["a"]; tn.Kind != Rewind {
+		t.Fatalf("a decided %s, want a failed rewind", tn)
+	}
+	b.pg.set(func(p *fakePG) { p.running = false }) // b's server is down; its key stays a moment
+	tn := w.round("a")["a"]
+	if tn.Kind != Reclone || !strings.Contains(tn.Err, "nothing stopped or removed") {
+		t.Fatalf("a decided %s, want a re-clone refused for want of a source", tn)
+	}
+	if s := a.pg.state(); !s.Initialized || a.pg.called("wipe") != 0 {
+		t.Fatalf("a's data directory went while its source was down: %+v", s)
+	}
+}

@@ -101,3 +101,66 @@ func TestSequenceSynchronousNodeCount(t *testing.T) {
 		t.Fatalf("c's member key: %s", m.State)
 	}
 }
+
+// TestSequenceStandbyKeepsDataWhenLeaderVanishes: after a failover the
+// synchronous standby streams the new timeline while its control file
+// still names the old one (no restartpoint yet). When the new leader
+// goes away in turn, the standby's WAL receiver stops and its status
+// falls back to the control file's timeline. The standby must not take
+// that for having stayed on the old timeline past the fork (which would
+// rewind it, stop it, and re-clone it: the only node holding every
+// acknowledged write wiped), but wait for the key to expire and take
+// over. The fault suite found it (seed 5150, faults 24 and 26).
+func TestSequenceStandbyKeepsDataWhenLeaderVanishes(t *testing.T) {
+	w := newWorld(t, nil, "a", "b", "c")
+	w.bootstrap()
+	a, b, c := w.m("a"), w.m("b"), w.m("c")
+	w.editConfig(func(c *config.DynamicConfig) { c.SynchronousMode = true })
+	w.round("a")
+	w.round("a")
+	if _, s := syncKey(w); !slices.Equal(s, []string{"b"}) {
+		t.Fatalf("test setup: sync standbys %v, want [b]", s)
+	}
+	w.kill("a")
+	a.pg.crash()
+	w.advance(w.cfg.TTL.D())
+	expect(t, "b", w.round("b")["b"], Acquire, "")
+	w.settle("b leads with c as its synchronous standby", func() string {
+		if why := w.healthy("b", 2); why != "" {
+			return why
+		}
+		if l, s := syncKey(w); l != "b" || !slices.Equal(s, []string{"c"}) {
+			return fmt.Sprintf("sync key %s/%v", l, s)
+		}
+		return ""
+	})
+	var ckpt int64
+	c.pg.set(func(p *fakePG) { ckpt = p.data.checkpointTL })
+	if s := c.pg.state(); s.Timeline != 2 || ckpt != 1 {
+		t.Fatalf("test setup: c on timeline %d with its checkpoint on %d, want 2 and 1", s.Timeline, ckpt)
+	}
+
+	before := map[string]int{}
+	ops := []string{"rewind", "wipe", "clone", "stop"}
+	for _, op := range ops {
+		before[op] = c.pg.called(op)
+	}
+	w.kill("b")
+	b.pg.crash()
+	w.tick()
+	for i := 0; i < 3; i++ {
+		if tn := w.round("c")["c"]; tn.Kind == Rewind || tn.Kind == Reclone {
+			t.Fatalf("c decided %s while b's key was still there", tn)
+		}
+	}
+	for _, op := range ops {
+		if n := c.pg.called(op) - before[op]; n != 0 {
+			t.Fatalf("c's Postgres saw %d %s while its leader was gone", n, op)
+		}
+	}
+	w.advance(w.cfg.TTL.D())
+	expect(t, "c", w.round("c")["c"], Acquire, "")
+	if s := c.pg.state(); !s.Writable || s.Timeline != 3 {
+		t.Fatalf("c after taking over: %+v", s)
+	}
+}

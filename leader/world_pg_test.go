@@ -41,6 +41,12 @@ type pgData struct {
 	// checkpoint is the latest checkpoint's location.
 	clean      bool
 	checkpoint int64
+	// checkpointTL is the latest checkpoint's timeline in the control
+	// file: what a stopped server, or a replica with no WAL receiver,
+	// reports. A replica that switched timelines while streaming keeps
+	// the old one until a restartpoint, which the fake never makes (real
+	// ones come every checkpoint_timeout).
+	checkpointTL int64
 }
 
 func (d *pgData) copy() *pgData {
@@ -131,13 +137,18 @@ func (p *fakePG) Status(ctx context.Context) (Local, error) {
 	}
 	d := p.data
 	l := Local{Initialized: true, Standby: d.standby, Running: p.running, Alive: p.alive,
-		Timeline: d.timeline, SystemID: d.sysid, ServerVersion: 150000}
+		Timeline: d.checkpointTL, SystemID: d.sysid, ServerVersion: 150000}
 	if p.running {
 		l.InRecovery = p.recovery
 		l.Position = d.end
-		if p.recovery {
+		if !p.recovery {
+			l.Timeline = d.timeline
+		} else {
 			l.ReceiveLSN, l.ReplayLSN = d.end, d.end
 			l.Streaming = p.streamingFrom != ""
+			if l.Streaming {
+				l.Timeline = d.timeline // the WAL receiver's received_tli
+			}
 		}
 	}
 	return l, nil
@@ -161,7 +172,7 @@ func (p *fakePG) Bootstrap(ctx context.Context) error {
 		return errors.New("fake pg: initdb: data directory exists")
 	}
 	p.n.sysid++
-	p.data = &pgData{sysid: fmt.Sprint(p.n.sysid), timeline: 1, end: 0x3000000}
+	p.data = &pgData{sysid: fmt.Sprint(p.n.sysid), timeline: 1, checkpointTL: 1, end: 0x3000000}
 	p.running, p.alive, p.recovery = true, true, false
 	return nil
 }
@@ -197,7 +208,7 @@ func (p *fakePG) stop(immediate bool) {
 	}
 	if !immediate && p.running {
 		if !p.recovery {
-			p.data.checkpoint = p.data.end
+			p.data.checkpoint, p.data.checkpointTL = p.data.end, p.data.timeline
 			p.data.end += walRecord
 			p.finalTo = map[string]bool{}
 			for _, q := range p.n.pgs {
@@ -240,7 +251,8 @@ func (p *fakePG) Promote(ctx context.Context) error {
 	d := p.data
 	d.history = append(d.history, tlEnd{d.timeline, d.end})
 	d.timeline++
-	d.end += walRecord // end-of-recovery record on the new timeline
+	d.checkpointTL = d.timeline // the end-of-recovery checkpoint
+	d.end += walRecord          // end-of-recovery record on the new timeline
 	d.standby, p.recovery, p.streamingFrom = false, false, ""
 	return nil
 }
@@ -345,7 +357,7 @@ func (p *fakePG) Clone(ctx context.Context, up Upstream) error {
 		return fmt.Errorf("fake pg: pg_basebackup: could not connect to %s", up.Name)
 	}
 	d := src.data.copy()
-	d.standby, d.upstream, d.clean, d.checkpoint = true, &up, false, d.end
+	d.standby, d.upstream, d.clean, d.checkpoint, d.checkpointTL = true, &up, false, d.end, d.timeline
 	p.data = d
 	return nil
 }
@@ -371,8 +383,20 @@ func (p *fakePG) Rewind(ctx context.Context, up Upstream) error {
 		p.data.timeline, p.data.history = src.data.timeline, slices.Clone(src.data.history)
 		p.data.end = min(p.data.end, fork)
 	}
+	p.data.checkpointTL = p.data.timeline
 	u := up
 	p.data.standby, p.data.upstream = true, &u
+	return nil
+}
+
+func (p *fakePG) CheckSource(ctx context.Context, up Upstream) error {
+	defer p.lock()()
+	if err := p.op("check_source", up.Name); err != nil {
+		return err
+	}
+	if src := p.n.pgs[up.Name]; src == nil || !src.running {
+		return fmt.Errorf("fake pg: could not connect to %s", up.Name)
+	}
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgha/pgha/config"
 )
@@ -209,6 +210,32 @@ func (in *Instance) Rewind(ctx context.Context, primary Primary) error {
 		return err
 	}
 	in.log.Info("rewind complete", "primary", primary.Addr())
+	return nil
+}
+
+// CheckSource connects to primary as pg_basebackup does (a replication
+// connection as the replication user) and asks IDENTIFY_SYSTEM. A source
+// that cannot be reached fails here, so that a re-clone or a rewind
+// stops and removes nothing while it has nothing to copy from.
+func (in *Instance) CheckSource(ctx context.Context, primary Primary) error {
+	repl := in.cfg.Authentication.Replication
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=replication sslmode=prefer connect_timeout=5 application_name=pgha_check",
+		quoteConn(primary.Host), primary.Port, quoteConn(repl.Username)))
+	if err != nil {
+		return fmt.Errorf("replication: check source %s: %w", primary.Addr(), err)
+	}
+	cfg.Password = repl.Password
+	cfg.RuntimeParams["replication"] = "true"
+	c, err := pgconn.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return fmt.Errorf("replication: source %s cannot be reached: %w", primary.Addr(), err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(cctx, "IDENTIFY_SYSTEM").ReadAll(); err != nil {
+		return fmt.Errorf("replication: source %s: IDENTIFY_SYSTEM: %w", primary.Addr(), err)
+	}
 	return nil
 }
 

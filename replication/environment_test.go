@@ -272,3 +272,26 @@ func TestStartErrorShowsServerLog(t *testing.T) {
 		t.Fatalf("error does not carry the server log: %v", err)
 	}
 }
+
+// TestCheckSource: the check a re-clone and a rewind make before they
+// stop anything answers for a live source and fails, naming it, for a
+// closed port and for a refused replication login.
+func TestCheckSource(t *testing.T) {
+	ctx := testkit.Ctx(t, 2*time.Minute)
+	p := pgtest.NewPrimaryNamed(t, "checksrc")
+	n := pgtest.NewNode(t, "checker")
+	if err := n.Instance.CheckSource(ctx, p.Primary()); err != nil {
+		t.Fatalf("a running primary: %v", err)
+	}
+	port := testkit.FreePort(t)
+	err := n.Instance.CheckSource(ctx, replication.Primary{Host: "127.0.0.1", Port: port})
+	if err == nil || !strings.Contains(err.Error(), "cannot be reached") || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Fatalf("a closed port: %v", err)
+	}
+	cfg := pgtest.Config(t, "checkbadpw")
+	cfg.Authentication.Replication.Password = "wrong"
+	bad := pgtest.NewNodeFromConfig(t, "checkbadpw", cfg)
+	if err := bad.Instance.CheckSource(ctx, p.Primary()); err == nil || !strings.Contains(err.Error(), "password authentication failed") {
+		t.Fatalf("a wrong replication password: %v", err)
+	}
+}

@@ -99,8 +99,14 @@ func (in *Instance) Status(ctx context.Context) (Status, error) {
 	}
 	st.SystemIdentifier = cd["Database system identifier"]
 	st.ClusterState = cd["Database cluster state"]
-	if tl, err := strconv.ParseInt(cd["Latest checkpoint's TimeLineID"], 10, 64); err == nil {
-		st.Timeline = tl
+	// The latest checkpoint's timeline; a standby's minimum recovery
+	// point can be on a newer one (it moves with replay, a restartpoint
+	// only every checkpoint_timeout). A running replica's WAL receiver
+	// tells the timeline it receives (below).
+	for _, k := range []string{"Latest checkpoint's TimeLineID", "Min recovery ending loc's timeline"} {
+		if tl, err := strconv.ParseInt(cd[k], 10, 64); err == nil && tl > st.Timeline {
+			st.Timeline = tl
+		}
 	}
 	st.PID = in.postmasterPID()
 	if st.PID == 0 {

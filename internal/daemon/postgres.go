@@ -102,6 +102,10 @@ func (p pgAdapter) Clone(ctx context.Context, up leader.Upstream) error {
 	return p.in.CloneFrom(ctx, primaryOf(up))
 }
 
+func (p pgAdapter) CheckSource(ctx context.Context, up leader.Upstream) error {
+	return p.in.CheckSource(ctx, primaryOf(up))
+}
+
 func (p pgAdapter) Rewind(ctx context.Context, up leader.Upstream) error {
 	return p.in.Rewind(ctx, primaryOf(up))
 }
