@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -211,6 +212,76 @@ func TestEtcdMemberIsolation(t *testing.T) {
 		if now := p.PostmasterPid(); lead != p.Name || now != pid {
 			t.Errorf("isolating etcd member %s (one of three) cost %s its writes: leader now %s, postmaster pid %d (was %d)", m.Name, p.Name, lead, now, pid)
 			pid = now
+		}
+	}
+}
+
+// TestStandbyKeepsDataAfterFailover: in synchronous mode, right after a
+// change of primary, the new primary's node dies. Its replicas had
+// switched to its timeline while streaming, but their control files
+// still named the old one (no restartpoint yet). Both took the loss of
+// their WAL receiver for having stayed on the old timeline past the
+// fork: they stopped to pg_rewind against the dead primary, and the
+// synchronous standby then wiped its data directory to re-clone, so no
+// node could take over until the dead one came back. The fault suite
+// found it (seed 5150: node-kill and primary-etcd-cut after a failover).
+// The synchronous standby must take over within the ttl and a bound, and
+// no survivor may stop, rewind or wipe.
+func TestStandbyKeepsDataAfterFailover(t *testing.T) {
+	requireNetns(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	c := startTestClusterWith(ctx, t, ClusterOptions{Sync: true,
+		Timing: Timing{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second}})
+	if out, err := c.pghactl(ctx, "switchover", "--force"); err != nil {
+		t.Fatalf("switchover: %v: %s", err, out)
+	}
+	lead, err := c.Converge(ctx, 90*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Node(lead)
+	var marks = map[string]int64{}
+	for _, n := range c.Nodes {
+		if fi, err := os.Stat(n.logPath); err == nil {
+			marks[n.Name] = fi.Size()
+		}
+	}
+	t.Logf("primary %s after the switchover; killing its node", p.Name)
+	killed := time.Now()
+	if err := p.KillAll(); err != nil {
+		t.Fatal(err)
+	}
+	var next string
+	if err := poll(ctx, c.Timing.TTL+30*time.Second, "another node takes over", func() string {
+		v, err := c.View(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		if v.Leader == "" || v.Leader == p.Name {
+			return "leader " + v.Leader
+		}
+		next = v.Leader
+		return ""
+	}); err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("%s took over %.1fs after the kill (ttl %s)", next, time.Since(killed).Seconds(), c.Timing.TTL)
+	}
+	for _, n := range c.Nodes {
+		if n == p {
+			continue
+		}
+		b, err := os.ReadFile(n.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b[marks[n.Name]:]), "\n") {
+			for _, bad := range []string{"data directory removed", "action=rewind", "action=reclone"} {
+				if strings.Contains(line, bad) {
+					t.Errorf("%s after its primary died: %s", n.Name, tail(line, 300))
+				}
+			}
 		}
 	}
 }
