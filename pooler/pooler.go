@@ -417,7 +417,13 @@ func (p *Pooler) routeChanged() {
 }
 
 // followPrimary handles a primary change: pause new transactions, let the
-// running ones end (bounded), drop connections to the old primary, resume.
+// running ones end (bounded), drop connections to the old primary, resume
+// on the newest primary the router names. A new primary named while the
+// old one's transactions drain ends the wait at once: the old primary
+// stopped taking writes before the new one was promoted, so what still
+// runs there cannot commit (a failover goes old -> none -> new, and an
+// old primary cut off from the network would otherwise hold every new
+// transaction for the whole bound).
 func (p *Pooler) followPrimary(ctx context.Context) {
 	addr, _ := p.router.Primary()
 	p.mu.Lock()
@@ -432,11 +438,30 @@ func (p *Pooler) followPrimary(ctx context.Context) {
 		bound = 30 * time.Second
 	}
 	pctx, cancel := context.WithTimeout(ctx, bound/2)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-p.router.Changed():
+				if now, _ := p.router.Primary(); now != "" && now != old && now != addr {
+					p.log.Info("pooler: a new primary was named while the old one drained; switching now", "primary", now)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	err := p.Pause(pctx)
 	cancel()
-	if err != nil {
+	<-watched
+	if err != nil && ctx.Err() == nil {
 		p.log.Warn("pooler: transactions still running on the old primary; closing them", "err", err)
 	}
+	p.refreshRoute()
+	addr, _ = p.router.Primary()
 	p.mu.Lock()
 	p.primary = addr
 	p.mu.Unlock()

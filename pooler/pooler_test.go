@@ -45,6 +45,7 @@ func TestPooler(t *testing.T) {
 	t.Run("EvictionAndReserve", func(t *testing.T) { testEvictionAndReserve(t, pg) })
 	t.Run("DeadIdleServer", func(t *testing.T) { testDeadIdleServer(t, pg) })
 	t.Run("PrimaryChange", func(t *testing.T) { testPrimaryChange(t, pg) })
+	t.Run("PrimaryLostThenNew", func(t *testing.T) { testPrimaryLostThenNew(t, pg) })
 	t.Run("ServerSocket", func(t *testing.T) { testServerSocket(t, pg) })
 	t.Run("AuthQueryHardening", func(t *testing.T) { testAuthQueryHardening(t, pg) })
 	t.Run("CancelAfterRelease", func(t *testing.T) { testCancelAfterRelease(t, pg) })
