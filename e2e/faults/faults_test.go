@@ -47,6 +47,9 @@ func envInt(t *testing.T, key string, def int64) int64 {
 // create namespaces here.
 func requireNetns(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("SKIPPED: -short: the fault suite needs root, namespaces, etcd and Postgres")
+	}
 	if why := CheckNetns(); why != "" {
 		t.Skip("SKIPPED: " + why)
 	}
