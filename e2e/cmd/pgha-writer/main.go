@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func main() {
@@ -79,6 +81,14 @@ func run(ctx context.Context, args []string) error {
 				c = nil
 			}
 			fmt.Printf("%d %d err %s\n", start.UnixMilli(), end.UnixMilli(), strings.ReplaceAll(err.Error(), "\n", " "))
+			var pgErr *pgconn.PgError
+			if c != nil && errors.As(err, &pgErr) && pgErr.Code == "25006" {
+				// read_only_sql_transaction: this connection reached a
+				// replica (a demoted primary); a client that needs the
+				// primary connects again.
+				c.Close(context.Background())
+				c = nil
+			}
 			if c != nil {
 				// A failed statement leaves the connection usable; a broken
 				// one is replaced at the next attempt.
