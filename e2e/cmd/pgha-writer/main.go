@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}()
 		end := time.Now()
+		if err != nil && ctx.Err() != nil {
+			break // stopped during an attempt: not a failed write
+		}
 		if err != nil {
 			if c != nil && c.IsClosed() {
 				c = nil
