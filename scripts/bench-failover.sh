@@ -414,6 +414,24 @@ all_resumed() { # run dir, ms
 	for c in pooler haproxy dsn; do oks_after "$1/$c.log" "$2" || return 1; done
 }
 
+# recovered scenario old-leader candidate old-postmaster: a leader runs
+# Postgres that takes writes, and it is the candidate (switchover), another
+# node (node), or a new postmaster (postgres).
+recovered() {
+	local sc=$1 old=$2 cand=$3 oldpm=$4 doc="" i l
+	for i in 1 2 3; do
+		doc=$(curl -sf --max-time 1 "http://127.0.0.1:$(rest_port "$i")/cluster") && break
+	done
+	[ -n "$doc" ] || return 1
+	l=$(jq -er '.members[] | select(.role == "leader" and .state == "running") | .name' <<<"$doc") || return 1
+	case $sc in
+	switchover) [ "$l" = "$cand" ] || return 1 ;;
+	node) [ "$l" != "$old" ] || return 1 ;;
+	postgres) [ "$l" != "$old" ] || [ "$(postmaster_of "$(node_dir "${l#"$SYS"}")/data")" != "$oldpm" ] || return 1 ;;
+	esac
+	[ "$(sql "$(pg_port "${l#"$SYS"}")" "SELECT pg_is_in_recovery()")" = f ]
+}
+
 # kill_node i: SIGKILL to the daemon, its postmaster and every Postgres
 # process of the node at once.
 kill_node() {
@@ -428,7 +446,7 @@ kill_node() {
 }
 
 run_once() { # scenario, run number
-	local sc=$1 r=$2 dir l li c o cand k event base code resumed=yes
+	local sc=$1 r=$2 dir l li c o cand k event base code pm resumed=yes
 	dir=$RUNS/$SYS/$sc/$r
 	mkdir -p "$dir"
 	wait_for 300 "$SYS: a healthy cluster before $sc run $r" healthy || exit 1
@@ -451,6 +469,7 @@ run_once() { # scenario, run number
 	done
 	wait_for 60 "$SYS: every client writes" all_resumed "$dir" "$(now_ms)" || exit 1
 	sleep 1 # a second of steady writes before the event, in every log
+	pm=$(postmaster_of "$(node_dir "$li")/data")
 	event=$(now_ms)
 	echo "$event" >"$dir/event_ms"
 	case $sc in
@@ -464,9 +483,16 @@ run_once() { # scenario, run number
 		fi
 		;;
 	node) kill_node "$li" ;;
-	postgres) kill -KILL "$(postmaster_of "$(node_dir "$li")/data")" ;;
+	postgres) kill -KILL "$pm" ;;
 	esac
-	wait_for 90 "$SYS: every client writes again after $sc" all_resumed "$dir" "$event" || resumed=no
+	# Writes acknowledged just after the event may still be the old
+	# primary's: a client has resumed when it writes after the cluster has
+	# recovered (a new primary, or the old one restarted), not before.
+	if wait_for 90 "$SYS: a primary again after $sc" recovered "$sc" "$l" "$(node_name "$cand")" "$pm"; then
+		wait_for 90 "$SYS: every client writes again after $sc" all_resumed "$dir" "$(now_ms)" || resumed=no
+	else
+		resumed=no
+	fi
 	sleep 2 # the clients keep writing a little: a flap after the resumption counts
 	for c in pooler haproxy dsn; do
 		kill -TERM "${PIDS[writer-$c]}" 2>/dev/null || true
