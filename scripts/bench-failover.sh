@@ -38,12 +38,12 @@
 # e2e/faults, measures that on network namespaces).
 #
 # Usage: scripts/bench-failover.sh [N]
-#   env: BASE_PORT=35430, SYSTEMS="pgha patroni", SCENARIOS="switchover node
+#   env: BASE_PORT=23430 (ports B+1 to B+511, below the ephemeral range), SYSTEMS="pgha patroni", SCENARIOS="switchover node
 #   postgres", KEEP=1 keeps data directories (logs are always kept).
 set -euo pipefail
 
 N=${1:-5}
-BASE=${BASE_PORT:-35430}
+BASE=${BASE_PORT:-23430}
 SCENARIOS=${SCENARIOS:-switchover node postgres}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
@@ -388,20 +388,24 @@ stop_system() {
 }
 
 # --- one run ------------------------------------------------------------------
+# Every client runs its INSERT as an unnamed prepared statement: pgx's
+# default, a cache of named ones, breaks on PgBouncer 1.18 in transaction
+# pooling, and the clients must be the same for both systems.
+EXEC=default_query_exec_mode=exec
 dsn_of() { # client, pooler node number
 	local hosts="" i
 	case $1 in
 	pooler)
 		if [ "$SYS" = pgha ]; then
-			echo "postgres://postgres:$PW@127.0.0.1:$((BASE + 200 + $2))/postgres"
+			echo "postgres://postgres:$PW@127.0.0.1:$((BASE + 200 + $2))/postgres?$EXEC"
 		else
-			echo "postgres://postgres:$PW@127.0.0.1:$((BASE + 210))/postgres"
+			echo "postgres://postgres:$PW@127.0.0.1:$((BASE + 210))/postgres?$EXEC"
 		fi
 		;;
-	haproxy) echo "postgres://postgres:$PW@127.0.0.1:$(ha_port)/postgres" ;;
+	haproxy) echo "postgres://postgres:$PW@127.0.0.1:$(ha_port)/postgres?$EXEC" ;;
 	dsn)
 		for i in 1 2 3; do hosts+="${hosts:+,}127.0.0.1:$(pg_port "$i")"; done
-		echo "postgres://postgres:$PW@$hosts/postgres?target_session_attrs=read-write"
+		echo "postgres://postgres:$PW@$hosts/postgres?target_session_attrs=read-write&$EXEC"
 		;;
 	esac
 }
@@ -437,8 +441,8 @@ recovered() {
 kill_node() {
 	local i=$1 pm pids
 	pm=$(postmaster_of "$(node_dir "$i")/data")
-	pids="${PIDS[node-$i]} $(pgrep -P "${PIDS[node-$i]}" | tr '\n' ' ')"
-	if [ -n "$pm" ]; then pids+=" $pm $(pgrep -P "$pm" | tr '\n' ' ')"; fi
+	pids="${PIDS[node-$i]} $(pgrep -P "${PIDS[node-$i]}" || true)"
+	if [ -n "$pm" ]; then pids+=" $pm $(pgrep -P "$pm" || true)"; fi
 	# shellcheck disable=SC2086 # a list of pids
 	kill -KILL $pids 2>/dev/null || true
 	wait "${PIDS[node-$i]}" 2>/dev/null || true
