@@ -106,8 +106,11 @@ func run(ctx context.Context, args []string) error {
 			}
 		} else {
 			fmt.Printf("%d %d ok %d\n", start.UnixMilli(), end.UnixMilli(), id)
-			id++
 		}
+		// A new id for every attempt: a failed one may have committed all
+		// the same (its reply lost with the connection), and retrying its
+		// id would then fail forever on the primary key.
+		id++
 		select {
 		case <-ctx.Done():
 		case <-time.After(*every):
