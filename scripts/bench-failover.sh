@@ -454,6 +454,14 @@ run_once() { # scenario, run number
 	dir=$RUNS/$SYS/$sc/$r
 	mkdir -p "$dir"
 	wait_for 300 "$SYS: a healthy cluster before $sc run $r" healthy || exit 1
+	if [ "$SYS" = patroni ] && ! kill -0 "${PIDS[pgbouncer]}" 2>/dev/null; then
+		# PgBouncer 1.18 can die on an assertion when a client that is
+		# still logging in sends a cancel request (its log says "bad client
+		# state"): the run that saw it shows a pooler client that did not
+		# resume; start it again for the next.
+		echo "$SYS: PgBouncer exited ($(tail -1 "$WORK/$SYS-pgbouncer.log")): starting it again" | tee -a "$WORK/notes" >&2
+		start_pgbouncer
+	fi
 	l=$(healthy)
 	li=${l#"$SYS"}
 	# The replicas: cand is the switchover's candidate, o the other one,
@@ -532,3 +540,4 @@ echo "load after the runs: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 echo
 "$BIN/pgha-failover-report" "$RUNS" | tee "$WORK/table.md"
+if [ -f "$WORK/notes" ]; then cat "$WORK/notes"; fi
