@@ -34,7 +34,7 @@ func TestTable(t *testing.T) {
 	}
 	var b bytes.Buffer
 	printTable(&b, summarize(runs))
-	want := "| switchover | replica's pooler¹ | 2 | 0.40 / 0.45 / 0.50 | 0 | 0 | 1 | 1.80 / 1.80 / 1.80 | 3 | 0 | 0.25 |"
+	want := "| switchover | replica's pooler¹ | 0.45 (0.40-0.50) | 0 / 0 | 1.80 (1.80-1.80) | 3 / 0 | 0.25 |"
 	if !strings.Contains(b.String(), want) {
 		t.Fatalf("table:\n%s\nwant a row:\n%s", b.String(), want)
 	}

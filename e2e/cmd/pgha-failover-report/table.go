@@ -110,32 +110,64 @@ func ordered(known []string, prefix string, seen map[string]bool) []string {
 
 func secs(ms float64) string { return fmt.Sprintf("%.2f", ms/1000) }
 
-// gapText is "min / median / max" in seconds; a max that is only a lower
-// bound (a client that never wrote again) is marked ">".
-func (c cell) gapText() string {
+// gapText is "median (min-max)" in seconds; a max that is only a lower
+// bound (a client that never wrote again) is marked ">". withRuns adds the
+// number of runs, for a column whose cells do not all have the same.
+func (c cell) gapText(withRuns bool) string {
 	max := secs(float64(c.gaps[len(c.gaps)-1]))
 	if c.notResumed > 0 {
 		max = ">" + max
 	}
-	return fmt.Sprintf("%s / %s / %s", secs(float64(c.gaps[0])), secs(c.median()), max)
-}
-
-func (c cell) lostText() string {
-	if c.lostUnknownRuns > 0 {
-		return fmt.Sprintf("%d (+%d runs unread)", c.lost, c.lostUnknownRuns)
+	t := fmt.Sprintf("%s (%s-%s)", secs(c.median()), secs(float64(c.gaps[0])), max)
+	if withRuns {
+		t += fmt.Sprintf(", %d runs", c.runs)
 	}
-	return fmt.Sprint(c.lost)
+	return t
 }
 
+// writesText is "failed / lost".
+func (c cell) writesText() string {
+	lost := fmt.Sprint(c.lost)
+	if c.lostUnknownRuns > 0 {
+		lost = fmt.Sprintf("%d (%d runs unread)", c.lost, c.lostUnknownRuns)
+	}
+	return fmt.Sprintf("%d / %s", c.failed, lost)
+}
+
+// runsOf is the number of runs of every cell of a system, or 0 when they
+// differ.
+func (s summary) runsOf(system string) int {
+	n := -1
+	for k, c := range s.cells {
+		if k.system != system {
+			continue
+		}
+		if n == -1 {
+			n = c.runs
+		} else if n != c.runs {
+			return 0
+		}
+	}
+	return max(n, 0)
+}
+
+// printTable prints one row per scenario and client; per system the
+// longest write gap (median, min-max) and the failed and lost writes
+// summed over the runs; with two systems, the ratio of the median gaps.
 func printTable(w io.Writer, s summary) {
 	head := []string{"scenario", "client"}
+	runs := map[string]int{}
 	for _, y := range s.systems {
-		head = append(head, label(y)+": runs", label(y)+": longest write gap, s (min / median / max)",
-			label(y)+": failed writes", label(y)+": lost writes")
+		runs[y] = s.runsOf(y)
+		h := label(y)
+		if runs[y] > 0 {
+			h += fmt.Sprintf(", %d runs", runs[y])
+		}
+		head = append(head, h+": longest write gap, s, median (min-max)", label(y)+": failed / lost writes")
 	}
 	ratio := len(s.systems) == 2
 	if ratio {
-		head = append(head, fmt.Sprintf("median gap %s/%s", label(s.systems[0]), label(s.systems[1])))
+		head = append(head, fmt.Sprintf("median gap %s / %s", label(s.systems[0]), label(s.systems[1])))
 	}
 	fmt.Fprintln(w, "| "+strings.Join(head, " | ")+" |")
 	fmt.Fprintln(w, "|"+strings.Repeat(" --- |", len(head)))
@@ -143,18 +175,18 @@ func printTable(w io.Writer, s summary) {
 		for _, cl := range s.clients {
 			row := []string{label(sc), label(cl)}
 			var medians []float64
-			any := false
+			found := false
 			for _, y := range s.systems {
 				c := s.cells[key{sc, cl, y}]
 				if c == nil {
-					row = append(row, "0", "n/a", "n/a", "n/a")
+					row = append(row, "n/a", "n/a")
 					continue
 				}
-				any = true
+				found = true
 				medians = append(medians, c.median())
-				row = append(row, fmt.Sprint(c.runs), c.gapText(), fmt.Sprint(c.failed), c.lostText())
+				row = append(row, c.gapText(runs[y] == 0), c.writesText())
 			}
-			if !any {
+			if !found {
 				continue
 			}
 			if ratio {
@@ -172,7 +204,7 @@ func printTable(w io.Writer, s summary) {
 // printNotes explains the table's terms under it.
 func printNotes(w io.Writer) {
 	fmt.Fprintln(w, `
-Longest write gap: the longest time between two acknowledged writes of a client writing one row every 20 ms (one connection, reconnecting after an error). Failed writes: attempts that returned an error. Lost writes: acknowledged rows missing on the final primary.
+Longest write gap: the longest time between two acknowledged writes of a client writing one row every 20 ms (one connection, reconnecting after an error). Failed writes: attempts that returned an error, summed over the runs (a client tries again 20 ms after an error, so a fast error counts many times). Lost writes: acknowledged rows missing on the final primary.
 ¹ pgha: the embedded pooler of a node that is neither the old nor the new primary (switchover), of a surviving replica (kills). Patroni has no pooler: PgBouncer (transaction pooling) in front of HAProxy.
 ² postgres://host1,host2,host3/...?target_session_attrs=read-write, straight to Postgres.`)
 }
