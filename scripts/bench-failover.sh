@@ -37,9 +37,10 @@
 # power instead leaves its peers' connections to time out (the fault suite,
 # e2e/faults, measures that on network namespaces).
 #
-# Usage: scripts/bench-failover.sh [N]
-#   env: BASE_PORT=23430 (ports B+1 to B+511, below the ephemeral range), SYSTEMS="pgha patroni", SCENARIOS="switchover node
-#   postgres", KEEP=1 keeps data directories (logs are always kept).
+# Usage: scripts/bench-failover.sh [N]   (N runs of each scenario, default 5)
+#   env: BASE_PORT=23430 (uses B+1..B+511, below the ephemeral ports),
+#        SYSTEMS="pgha patroni", SCENARIOS="switchover node postgres",
+#        KEEP=1 keeps the data directories (logs and runs are always kept).
 set -euo pipefail
 
 N=${1:-5}
