@@ -133,7 +133,8 @@ now_ms() { date +%s%3N; }
 wait_for() { # seconds, description, command...: poll every 0.2 s
 	local t=$1 what=$2
 	shift 2
-	local end=$(($(date +%s) + t))
+	local end
+	end=$(($(date +%s) + t))
 	until "$@" >/dev/null 2>&1; do
 		if [ "$(date +%s)" -ge "$end" ]; then
 			echo "timed out after ${t}s waiting for: $what" >&2
