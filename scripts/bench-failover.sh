@@ -42,6 +42,9 @@
 #        SYSTEMS="pgha patroni", SCENARIOS="switchover node postgres",
 #        KEEP=1 keeps the data directories (logs and runs are always kept).
 set -euo pipefail
+# The whole script is one block, read before it runs: editing the file
+# during a run does not change the run.
+{
 
 N=${1:-5}
 BASE=${BASE_PORT:-23430}
@@ -543,3 +546,5 @@ echo "load after the runs: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo
 "$BIN/pgha-failover-report" "$RUNS" | tee "$WORK/table.md"
 if [ -f "$WORK/notes" ]; then cat "$WORK/notes"; fi
+exit
+}
