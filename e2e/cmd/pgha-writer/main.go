@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func main() {
@@ -74,11 +76,22 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}()
 		end := time.Now()
+		if err != nil && ctx.Err() != nil {
+			break // stopped during an attempt: not a failed write
+		}
 		if err != nil {
 			if c != nil && c.IsClosed() {
 				c = nil
 			}
 			fmt.Printf("%d %d err %s\n", start.UnixMilli(), end.UnixMilli(), strings.ReplaceAll(err.Error(), "\n", " "))
+			var pgErr *pgconn.PgError
+			if c != nil && errors.As(err, &pgErr) && pgErr.Code == "25006" {
+				// read_only_sql_transaction: this connection reached a
+				// replica (a demoted primary); a client that needs the
+				// primary connects again.
+				c.Close(context.Background())
+				c = nil
+			}
 			if c != nil {
 				// A failed statement leaves the connection usable; a broken
 				// one is replaced at the next attempt.
@@ -93,8 +106,11 @@ func run(ctx context.Context, args []string) error {
 			}
 		} else {
 			fmt.Printf("%d %d ok %d\n", start.UnixMilli(), end.UnixMilli(), id)
-			id++
 		}
+		// A new id for every attempt: a failed one may have committed all
+		// the same (its reply lost with the connection), and retrying its
+		// id would then fail forever on the primary key.
+		id++
 		select {
 		case <-ctx.Done():
 		case <-time.After(*every):
