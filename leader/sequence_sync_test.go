@@ -17,6 +17,21 @@ func syncKey(w *world) (leader string, standbys []string) {
 	return v.Sync.Leader, v.Sync.Standbys()
 }
 
+// settleSync runs rounds until leader leads on timeline tl with standbys
+// as its synchronous standbys in the sync key.
+func settleSync(w *world, leader string, tl int64, standbys ...string) {
+	w.t.Helper()
+	w.settle(fmt.Sprintf("%s leads with %v as its synchronous standbys", leader, standbys), func() string {
+		if why := w.healthy(leader, tl); why != "" {
+			return why
+		}
+		if l, s := syncKey(w); l != leader || !slices.Equal(s, standbys) {
+			return fmt.Sprintf("sync key %s/%v", l, s)
+		}
+		return ""
+	})
+}
+
 // TestSequenceSynchronous: with synchronous_mode on, the leader names
 // one streaming replica in synchronous_standby_names and in the sync key
 // only once Postgres reports it sync. When the leader dies only that
@@ -45,15 +60,7 @@ func TestSequenceSynchronous(t *testing.T) {
 	expectWhy(t, "c", w.round("c")["c"], Nothing, "synchronous mode: only b may take the leader key")
 	expect(t, "b", w.round("b")["b"], Acquire, "")
 	w.round("c")
-	w.settle("b leads with c as its synchronous standby", func() string {
-		if why := w.healthy("b", 2); why != "" {
-			return why
-		}
-		if l, s := syncKey(w); l != "b" || !slices.Equal(s, []string{"c"}) {
-			return fmt.Sprintf("sync key %s/%v", l, s)
-		}
-		return ""
-	})
+	settleSync(w, "b", 2, "c")
 }
 
 // TestSequenceSynchronousNodeCount: synchronous_node_count 2 names both
@@ -125,15 +132,7 @@ func TestSequenceStandbyKeepsDataWhenLeaderVanishes(t *testing.T) {
 	a.pg.crash()
 	w.advance(w.cfg.TTL.D())
 	expect(t, "b", w.round("b")["b"], Acquire, "")
-	w.settle("b leads with c as its synchronous standby", func() string {
-		if why := w.healthy("b", 2); why != "" {
-			return why
-		}
-		if l, s := syncKey(w); l != "b" || !slices.Equal(s, []string{"c"}) {
-			return fmt.Sprintf("sync key %s/%v", l, s)
-		}
-		return ""
-	})
+	settleSync(w, "b", 2, "c")
 	var ckpt int64
 	c.pg.set(func(p *fakePG) { ckpt = p.data.checkpointTL })
 	if s := c.pg.state(); s.Timeline != 2 || ckpt != 1 {
