@@ -43,6 +43,9 @@ func newEtcdMembers(hosts []*Host, dir, token string) []*EtcdMember {
 				"--listen-peer-urls", m.peerURL(), "--initial-advertise-peer-urls", m.peerURL(),
 				"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 				"--initial-cluster-token", token, "--heartbeat-interval", "100", "--election-timeout", "1000",
+				// A member cut off and back must not depose the leader with
+				// the terms it ran up alone (etcd 3.4 defaults to no pre-vote).
+				"--pre-vote",
 				"--logger", "zap", "--log-level", "warn"}}
 		ms = append(ms, m)
 	}

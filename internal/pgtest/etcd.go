@@ -176,7 +176,7 @@ func StartEtcdBinaryCluster(t testing.TB, n int) *EtcdCluster {
 			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
 			"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
-			"--initial-cluster-token", "pgtest", "--heartbeat-interval", "100", "--election-timeout", "1000",
+			"--initial-cluster-token", "pgtest", "--heartbeat-interval", "100", "--election-timeout", "1000", "--pre-vote",
 			"--log-level", "error", "--logger", "zap"}
 	}
 	t.Cleanup(func() {
