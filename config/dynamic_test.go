@@ -92,10 +92,7 @@ func TestValidateSameMessage(t *testing.T) {
 }
 
 func TestNodeFileParameters(t *testing.T) {
-	tests := []struct {
-		name, yaml string
-		want       string
-	}{
+	tests := []parseCase{
 		{"valid", base + "  parameters:\n    work_mem: 8MB\n    shared_preload_libraries: 'pg_stat_statements'\n    pg_stat_statements.max: 100\n    Archive_Mode: on\n", ""},
 		{"bad name", base + "  parameters:\n    \"work_mem = '1'\\nport\": 5\n", `postgresql.parameters: "work_mem = '1'\nport" is not a setting name`},
 		{"control character", base + "  parameters:\n    work_mem: \"8MB\\u0007\"\n", "postgresql.parameters.work_mem: value of work_mem contains the control character U+0007"},
@@ -104,6 +101,17 @@ func TestNodeFileParameters(t *testing.T) {
 		{"case duplicates", base + "  parameters:\n    work_mem: 8MB\n    Work_Mem: 9MB\n", "postgresql.parameters.work_mem: names the same setting as Work_Mem"},
 		{"bootstrap.dcs", base + "bootstrap:\n  dcs:\n    postgresql:\n      parameters:\n        a.b.c: 1\n", `bootstrap.dcs.postgresql.parameters: "a.b.c" is not a setting name`},
 	}
+	runParseCases(t, tests)
+}
+
+// parseCase is a config file and the problem Parse must report (none
+// when want is empty).
+type parseCase struct {
+	name, yaml, want string
+}
+
+func runParseCases(t *testing.T, tests []parseCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.yaml), nil)
@@ -121,29 +129,14 @@ func TestNodeFileParameters(t *testing.T) {
 }
 
 func TestEtcdTLSProblems(t *testing.T) {
-	tests := []struct {
-		name, yaml, want string
-	}{
+	tests := []parseCase{
 		{"https with a CA", "scope: demo\nname: node1\netcd:\n  endpoints: [\"https://127.0.0.1:2379\", \"127.0.0.1:2380\"]\n  cacert: /ca.pem\npostgresql:\n  data_dir: /d\n", ""},
 		{"http with a CA", "scope: demo\nname: node1\netcd:\n  endpoints: [\"http://127.0.0.1:2379\"]\n  cacert: /ca.pem\npostgresql:\n  data_dir: /d\n", `etcd.endpoints[0]: "http://127.0.0.1:2379" is plain HTTP but etcd.cacert/cert is set`},
 		{"embedded with TLS", "scope: demo\nname: node1\netcd:\n  embedded: true\n  cert: /c.pem\n  key: /k.pem\npostgresql:\n  data_dir: /d\n", "etcd.embedded: the embedded etcd serves plain HTTP"},
 		{"v2 leader key", "scope: demo\nname: node1\netcd:\n  endpoints: [\"127.0.0.1:2379\"]\n  v2_leader_key: true\npostgresql:\n  data_dir: /d\n", ""},
 		{"v2 leader key on the embedded etcd", "scope: demo\nname: node1\netcd:\n  embedded: true\n  v2_leader_key: true\npostgresql:\n  data_dir: /d\n", "etcd.v2_leader_key: the embedded etcd does not serve the v2 API"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(tt.yaml), nil)
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("want valid, got:\n%v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("want a problem containing %q, got:\n%v", tt.want, err)
-			}
-		})
-	}
+	runParseCases(t, tests)
 }
 
 // FuzzParseDynamic: the parser of etcd's config key never panics,
