@@ -1,14 +1,12 @@
 package callback
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,26 +43,9 @@ func script(t *testing.T, dir, name, body string) string {
 	return p
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuf) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuf) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-func start(t *testing.T, cfg config.Callbacks) (*Runner, *lockedBuf) {
+func start(t *testing.T, cfg config.Callbacks) (*Runner, *testkit.Buffer) {
 	t.Helper()
-	var logs lockedBuf
+	var logs testkit.Buffer
 	r := New(cfg, "demo", slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

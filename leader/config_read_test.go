@@ -1,11 +1,9 @@
 package leader_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,23 +11,6 @@ import (
 	"github.com/pgha/pgha/internal/testkit"
 	"github.com/pgha/pgha/leader"
 )
-
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
 
 // TestStoreRefusesBadConfig: a config key that does not validate (put
 // there behind pgha's back) is refused: the view keeps the last good
@@ -39,7 +20,7 @@ func (l *logBuf) count(s string) int {
 func TestStoreRefusesBadConfig(t *testing.T) {
 	cli := startEtcd(t)
 	ctx := testkit.Ctx(t, time.Minute)
-	var logs logBuf
+	var logs testkit.Buffer
 	s := leader.NewStore(cli, "/service/", "cfg", "a", slog.New(slog.NewTextHandler(&logs, nil)))
 	key := leader.Prefix("/service/", "cfg") + "config"
 
@@ -79,11 +60,11 @@ func TestStoreRefusesBadConfig(t *testing.T) {
 					t.Fatalf("config revision %d, want the bad key's %d", snap.ConfigRevision, resp.Header.Revision)
 				}
 			}
-			if n := logs.count("refusing the dynamic config in etcd"); n != 1 {
-				t.Fatalf("logged the refusal %d times, want once:\n%s", n, logs.b.String())
+			if n := strings.Count(logs.String(), "refusing the dynamic config in etcd"); n != 1 {
+				t.Fatalf("logged the refusal %d times, want once:\n%s", n, logs.String())
 			}
-			if logs.count(bad.problem) != 1 {
-				t.Fatalf("log does not name the problem %q:\n%s", bad.problem, logs.b.String())
+			if strings.Count(logs.String(), bad.problem) != 1 {
+				t.Fatalf("log does not name the problem %q:\n%s", bad.problem, logs.String())
 			}
 			// Repair it by compare-and-swap against the bad revision.
 			fixed := good
@@ -93,12 +74,10 @@ func TestStoreRefusesBadConfig(t *testing.T) {
 			if _, err := s.Read(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if n := logs.count("the dynamic config in etcd is valid again"); n != 1 {
-				t.Fatalf("logged %d recoveries, want 1:\n%s", n, logs.b.String())
+			if n := strings.Count(logs.String(), "the dynamic config in etcd is valid again"); n != 1 {
+				t.Fatalf("logged %d recoveries, want 1:\n%s", n, logs.String())
 			}
-			logs.mu.Lock()
-			logs.b.Reset()
-			logs.mu.Unlock()
+			logs.Reset()
 		})
 	}
 

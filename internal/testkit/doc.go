@@ -4,7 +4,8 @@
 // binaries running on the machine at once (FreePort, FreeAddr), and a
 // leak check that fails a test which leaves a process it started behind
 // (CheckNoLeaks: postgres, etcd, fence keepers, attributed to the test by
-// the directories it gave them).
+// the directories it gave them), and a Buffer a logger and the test can
+// share.
 //
 // It never sleeps as a synchroniser and never starts a server itself;
 // internal/pgtest and internal/daemon/daemontest build on it. Import it
