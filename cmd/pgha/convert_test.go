@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,13 +45,7 @@ func TestConvertCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			err := run(context.Background(), append([]string{"pgha", "convert"}, tt.args...), &out, &errOut)
-			code := 0
-			if err != nil {
-				code = exitCode(err)
-				errOut.WriteString(err.Error())
-			}
+			code, out, errOut := runPgha(append([]string{"convert"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tt.wantCode, errOut.String())
 			}

@@ -22,13 +22,7 @@ func TestValidateConfigCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			err := run(context.Background(), append([]string{"pgha", "validate-config"}, tt.args...), &out, &errOut)
-			code := 0
-			if err != nil {
-				code = exitCode(err)
-				errOut.WriteString(err.Error())
-			}
+			code, out, errOut := runPgha(append([]string{"validate-config"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tt.wantCode, errOut.String())
 			}
@@ -43,4 +37,16 @@ func TestValidateConfigCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runPgha runs the pgha command line with args and returns its exit code,
+// standard output, and standard error followed by the returned error's
+// text (what main would print).
+func runPgha(args ...string) (code int, stdout, stderr *bytes.Buffer) {
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), append([]string{"pgha"}, args...), &out, &errOut); err != nil {
+		code = exitCode(err)
+		errOut.WriteString(err.Error())
+	}
+	return code, &out, &errOut
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,12 +35,7 @@ func TestValidateConfigOpenWrites(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			var out, errOut bytes.Buffer
-			err := run(context.Background(), []string{"pgha", "validate-config", path}, &out, &errOut)
-			code := 0
-			if err != nil {
-				code = exitCode(err)
-			}
+			code, out, errOut := runPgha("validate-config", path)
 			all := out.String() + errOut.String()
 			if code != c.wantCode {
 				t.Fatalf("exit code %d, want %d:\n%s", code, c.wantCode, all)
